@@ -1,0 +1,35 @@
+"""The ``forgetlab`` command line: a thin layer that parses, validates and calls the library.
+
+Each command group lives in its own module of this package and is registered on :data:`main`.
+Invalid input (a ``ValueError`` raised by validation anywhere in the library) becomes one line
+on standard error naming the field and the allowed range, and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from forgetlab import __version__
+
+
+class _Group(click.Group):
+    """A click group that turns validation errors into one line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ValueError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="forgetlab")
+def main() -> None:
+    """forgetlab: quantify forgetting in post-training.
+
+    Mass forgetting (the old mode's weight collapses) and old-component drift (the old mode
+    moves), in an exact two-mode Gaussian mixture and in language models.
+    """
