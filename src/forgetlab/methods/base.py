@@ -1,0 +1,340 @@
+"""The interface every post-training method on the mixture implements, and the method registry.
+
+A *method* turns the current learner parameters into the gradient of the loss it minimises.
+The training loop (:mod:`forgetlab.dynamics`) owns everything else: coordinates (logit or raw
+weight), learning rates, Adam, recording, divergence detection. A method never updates
+parameters itself.
+
+Shapes
+------
+All runs of one simulation are batched as ``[C, S]``: C configurations (same method, same
+discrete knobs; numeric knobs, problem and learning rates may differ) times S seeds.
+
+* ``params`` : :class:`~forgetlab.mixture.MixtureParams` with ``weight_old [C, S]`` (beta, the
+  raw weight), ``mean_old [C, S, d]`` (m_o), ``mean_new [C, S, d]`` (m_n).
+* ``problem`` : :class:`Problem`; its mixtures have batch shape ``[C, 1]`` and broadcast
+  against the seeds.
+* numeric knobs : a scalar or one value per configuration; :meth:`Method.knob` returns them
+  as ``[C, 1]`` arrays (or scalars), ready to broadcast against ``[C, S]``.
+
+How the loop calls a method
+---------------------------
+::
+
+    method = make_method("sft", replay="old", replay_fraction=[0.1, 0.3])  # knobs validated
+    method.check_regime(regime)
+    state = method.init_state(problem, params0)
+    for t in range(steps):
+        out = method.gradient(problem, params, state, t, rng)  # rng None = population regime
+        params = optimiser(params, out.grad)                   # loop-owned
+        state = out.state
+
+``gradient`` returns a :class:`StepOutput`: ``grad`` is the gradient of the loss to *minimise*
+with respect to the raw parameters ``(beta, m_o, m_n)`` (the loop applies the chain rule for
+the logit coordinate itself); ``state`` is the new method state; ``diagnostics`` maps names to
+``[C, S]`` arrays that the trajectory records. Two names are understood everywhere:
+``"starved"`` (bool: the batch had no old-component draw) and ``"max_weight"`` (largest
+importance weight in the batch). A method may add others.
+
+* ``rng is None`` -> population regime: return the exact expected gradient (use
+  :mod:`forgetlab.population`; never Monte Carlo).
+* ``rng`` is a :class:`Streams` -> finite-batch regime: draw ``problem.batch_size`` samples
+  per run with :func:`sample_mixture` / ``rng.normal`` / ``rng.uniform`` and return the
+  estimator's gradient. Never use another source of randomness.
+
+How to add a method
+-------------------
+Create ``src/forgetlab/methods/<name>.py`` (it is discovered automatically, no edit elsewhere)::
+
+    from forgetlab.methods.base import Knob, Method, Problem, StepOutput, register
+
+    @register
+    class MyMethod(Method):
+        '''One line: the objective, as a formula.'''
+
+        name = "my-method"
+        knobs = {"tau": Knob(1.0, "KL coefficient tau > 0", low=0.0, open_low=True),
+                 "divergence": Knob("reverse", "which KL", choices=("reverse", "forward"))}
+        regimes = ("population", "finite")
+
+        def gradient(self, problem, params, state, step, rng):
+            learner = problem.learner(params)
+            tau = self.knob("tau")                      # [C, 1] or scalar
+            ...
+            return StepOutput(grad, state, {})
+
+Keep the arithmetic in small pure module-level functions ``(params, samples, weights) ->
+gradient`` and let ``gradient`` wire them; that is what the unbiasedness tests call.
+
+Methods with extra state (EMA teacher, lagged sampler, buffer)
+---------------------------------------------------------------
+Override :meth:`Method.init_state` to return a dict of arrays with leading axes ``[C, S]``;
+``gradient`` receives it and returns the updated dict (never mutate in place). Examples:
+
+* EMA teacher: ``init_state`` returns ``{"teacher_weight": beta, "teacher_mean_old": m_o,
+  ...}``; ``gradient`` computes the loss against the teacher, then returns
+  ``state = {k: (1 - tau_ema) * state[k] + tau_ema * new_k}``.
+* Lagged sampler (sync every L steps): state holds the lagged parameters; at
+  ``step % L == 0`` replace them by ``params``; draw samples from the lagged mixture.
+* Buffer: state holds ``{"buffer_x": [C, S, K, d], "buffer_r": [C, S, K]}`` updated per step.
+
+Methods with a non-gradient update (EM) also implement :meth:`Method.em_update`, used when
+the optimiser is ``"em"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from forgetlab._validation import as_finite
+from forgetlab.mixture import MixtureParams, TwoModeMixture
+
+Array = NDArray[np.float64]
+State = dict[str, Array]
+REGIMES = ("population", "finite")
+
+
+# -- random streams ---------------------------------------------------------------------------
+class Streams:
+    """One independent ``numpy.random.Generator`` per run, arranged ``[C, S]``.
+
+    The stream of run (c, s) is ``SeedSequence(entropy[c], spawn_key=(config_id[c], s))``, so
+    a run's numbers depend only on its own seed, config id and seed index, never on how many
+    other runs share the batch or on their order.
+    """
+
+    def __init__(self, entropy: Sequence[int], config_ids: Sequence[int], n_seeds: int) -> None:
+        if len(entropy) != len(config_ids):
+            raise ValueError("entropy and config_ids must have one entry per configuration")
+        if int(n_seeds) != n_seeds or n_seeds < 1:
+            raise ValueError(f"seeds must be an integer >= 1, got {n_seeds}")
+        self.generators = [
+            [np.random.default_rng(np.random.SeedSequence(int(e), spawn_key=(int(c), s)))
+             for s in range(int(n_seeds))]
+            for e, c in zip(entropy, config_ids, strict=True)
+        ]
+        self.shape = (len(self.generators), int(n_seeds))
+
+    def _fill(self, draw: str, tail: tuple[int, ...]) -> Array:
+        out = np.empty((*self.shape, *tail))
+        for c, row in enumerate(self.generators):
+            for s, gen in enumerate(row):
+                getattr(gen, draw)(out=out[c, s])
+        return out
+
+    def normal(self, *tail: int) -> Array:
+        """Standard normals, ``[C, S, *tail]``."""
+        return self._fill("standard_normal", tail)
+
+    def uniform(self, *tail: int) -> Array:
+        """Uniforms on [0, 1), ``[C, S, *tail]``."""
+        return self._fill("random", tail)
+
+
+def sample_mixture(mix: TwoModeMixture, n: int, rng: Streams) -> tuple[Array, Array]:
+    """n draws per run from ``mix`` (batch ``[C, S]`` or ``[C, 1]``): x ``[C, S, n, d]``,
+    labels ``[C, S, n]`` (True = old component). Uses one uniform and d normals per draw."""
+    is_old = rng.uniform(n) < mix.weight_old[..., None]
+    means = np.where(is_old[..., None], mix.mean_old[..., None, :], mix.mean_new[..., None, :])
+    noise = rng.normal(n, mix.dim)
+    return means + np.einsum("...ij,...nj->...ni", mix.chol, noise), is_old
+
+
+# -- the problem ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Problem:
+    """Everything a method may look at besides the learner: target, initial model, data, B.
+
+    ``target`` is p* = alpha N(a, Sigma) + (1 - alpha) N(b, Sigma) and ``initial`` is q_0, both
+    with batch shape ``[C, 1]``. Old-task data is N(a, Sigma), new-task data N(b, Sigma).
+    ``batch_size`` is B, the number of samples per run and step in the finite-batch regime.
+    """
+
+    target: TwoModeMixture
+    initial: TwoModeMixture
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        if int(self.batch_size) != self.batch_size or self.batch_size <= 0:
+            raise ValueError(f"batch_size must be an integer > 0, got {self.batch_size}")
+
+    @property
+    def cov(self) -> Array:
+        """Sigma, ``[C, 1, d, d]``."""
+        return self.target.cov
+
+    @property
+    def dim(self) -> int:
+        """d."""
+        return self.target.dim
+
+    @property
+    def alpha(self) -> Array:
+        """Target old weight alpha, ``[C, 1]``."""
+        return self.target.weight_old
+
+    @property
+    def old_data(self) -> TwoModeMixture:
+        """p_old = N(a, Sigma) as a mixture with weight 1 on the old component."""
+        a = self.target.mean_old
+        return TwoModeMixture(np.ones(a.shape[:-1]), a, a, self.cov)
+
+    @property
+    def new_data(self) -> TwoModeMixture:
+        """p_new = N(b, Sigma) as a mixture with weight 0 on the old component."""
+        b = self.target.mean_new
+        return TwoModeMixture(np.zeros(b.shape[:-1]), b, b, self.cov)
+
+    def learner(self, params: MixtureParams) -> TwoModeMixture:
+        """The learner q_theta for ``params`` with the problem's covariance."""
+        return TwoModeMixture(*params, self.cov)
+
+
+# -- outputs and parameter arithmetic ---------------------------------------------------------
+class StepOutput(NamedTuple):
+    """What :meth:`Method.gradient` returns: raw-coordinate gradient of the loss, new state,
+    diagnostics (name -> ``[C, S]`` array)."""
+
+    grad: MixtureParams
+    state: State
+    diagnostics: dict[str, Array]
+
+
+def combine(*terms: tuple[ArrayLike, MixtureParams]) -> MixtureParams:
+    """sum_k c_k g_k for (coefficient, MixtureParams) pairs; coefficients ``[C, 1]`` or scalar."""
+    out = []
+    for field in range(3):
+        acc: Any = 0.0
+        for coef, g in terms:
+            c = np.asarray(coef, dtype=float)
+            acc = acc + (c if field == 0 else c[..., None]) * g[field]
+        out.append(acc)
+    return MixtureParams(*out)
+
+
+def batch_mean(per_sample: MixtureParams, weights: Array) -> MixtureParams:
+    """(1/n) sum_i w_i g_i over the sample axis: weights ``[C, S, n]``, scores per sample."""
+    n = weights.shape[-1]
+    return MixtureParams(
+        np.einsum("...n,...n->...", weights, per_sample.weight_old) / n,
+        np.einsum("...n,...nd->...d", weights, per_sample.mean_old) / n,
+        np.einsum("...n,...nd->...d", weights, per_sample.mean_new) / n,
+    )
+
+
+# -- knobs and methods ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Knob:
+    """A method setting: default, one-line doc, and its allowed range or choices.
+
+    ``kind`` is ``float`` (range ``low``/``high``, a scalar or one value per configuration),
+    ``int`` (likewise, integral), ``str`` (one of ``choices``), ``bool``, or ``object`` (any
+    value, e.g. a callable; not settable from TOML).
+    """
+
+    default: Any
+    doc: str
+    kind: type = float
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    choices: tuple[str, ...] | None = None
+
+    def validate(self, value: Any, name: str) -> Any:
+        """The checked value (float arrays for numeric knobs), or ValueError naming ``name``."""
+        if self.kind in (float, int):
+            if self.kind is int and np.any(np.asarray(value) != np.round(np.asarray(value))):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+            arr = as_finite(value, name, self.low, self.high, self.open_low, self.open_high)
+            if arr.ndim > 1:
+                raise ValueError(f"{name} must be a scalar or one value per configuration")
+            return arr.astype(int) if self.kind is int else arr
+        if self.kind is str:
+            if value not in (self.choices or ()):
+                raise ValueError(
+                    f"{name} must be one of {', '.join(map(repr, self.choices or ()))}, "
+                    f"got {value!r}")
+            return value
+        if self.kind is bool:
+            if not isinstance(value, bool | np.bool_):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
+            return bool(value)
+        return value
+
+
+class Method:
+    """Base class of a post-training method; see the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+    knobs: ClassVar[Mapping[str, Knob]] = {}
+    regimes: ClassVar[tuple[str, ...]] = REGIMES
+
+    def __init__(self, **values: Any) -> None:
+        self.values = validate_knobs(self.name, self.knobs, values)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.values})"
+
+    def knob(self, name: str) -> Any:
+        """A knob's value; numeric ones as scalars or ``[C, 1]`` arrays (broadcast over seeds)."""
+        value = self.values[name]
+        if isinstance(value, np.ndarray):
+            return value[:, None] if value.ndim == 1 else value[()]
+        return value
+
+    def check_regime(self, regime: str) -> None:
+        """ValueError unless this method runs in ``regime``."""
+        if regime not in self.regimes:
+            raise ValueError(f"regime must be one of {', '.join(self.regimes)} for method "
+                             f"'{self.name}', got '{regime}'")
+
+    def init_state(self, problem: Problem, params: MixtureParams) -> State:
+        """Extra per-run state (dict of ``[C, S, ...]`` arrays); none by default."""
+        return {}
+
+    def gradient(self, problem: Problem, params: MixtureParams, state: State, step: int,
+                 rng: Streams | None) -> StepOutput:
+        """Gradient of the loss to minimise w.r.t. raw (beta, m_o, m_n); rng None = population."""
+        raise NotImplementedError
+
+    def em_update(self, problem: Problem, params: MixtureParams, state: State, step: int,
+                  rng: Streams | None) -> tuple[MixtureParams, State, dict[str, Array]]:
+        """One EM step (new parameters, state, diagnostics), for the ``"em"`` optimiser."""
+        raise ValueError(f"optimizer 'em' is not available for method '{self.name}' "
+                         f"(allowed: gd, adam)")
+
+
+def validate_knobs(method: str, spec: Mapping[str, Knob], values: Mapping[str, Any]
+                   ) -> dict[str, Any]:
+    """Defaults filled in and every value checked; unknown knobs raise, listing the allowed."""
+    unknown = sorted(set(values) - set(spec))
+    if unknown:
+        allowed = ", ".join(sorted(spec)) or "(none)"
+        raise ValueError(f"unknown knob '{unknown[0]}' for method '{method}'; allowed: {allowed}")
+    return {k: knob.validate(values.get(k, knob.default), k) for k, knob in spec.items()}
+
+
+# -- registry ---------------------------------------------------------------------------------
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: make ``cls`` available under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a non-empty name")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"method name '{cls.name}' is already registered")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registered() -> dict[str, type[Method]]:
+    """The registry as it stands (use :func:`forgetlab.methods.get_method` to look names up)."""
+    return dict(_REGISTRY)
+
