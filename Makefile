@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: run test test-slow lint bench venv venv-lm clean
+.PHONY: run test chromium test-slow lint bench venv venv-lm clean
 
 $(BIN)/forgetlab: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,8 +25,14 @@ venv-lm: $(VENV)/.lm
 run: venv
 	$(BIN)/forgetlab theory
 
-test: venv-lm
+test: venv-lm chromium
 	$(BIN)/python -m pytest -m "not slow" -q
+
+# Debian's chromium for the report's browser test; installed only when missing and we are root.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	  else echo "chromium missing and not root: the browser test will be skipped"; fi; }
 
 test-slow: venv-lm
 	$(BIN)/python -m pytest -m slow -q

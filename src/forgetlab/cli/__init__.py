@@ -33,3 +33,7 @@ def main() -> None:
     Mass forgetting (the old mode's weight collapses) and old-component drift (the old mode
     moves), in an exact two-mode Gaussian mixture and in language models.
     """
+
+from forgetlab.cli.reproduce import reproduce  # noqa: E402
+
+main.add_command(reproduce)

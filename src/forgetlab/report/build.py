@@ -1,0 +1,97 @@
+"""Run the claims and write the report directory atomically.
+
+The directory holds ``claims.json`` (schema in :mod:`forgetlab.claims.base`), ``config.json``
+(profile, seed, claims, command and software versions: enough to regenerate every number),
+``figures/<claim>*.png|svg`` and ``report.html``. Everything is written into a temporary sibling
+directory first and moved into place at the end, so an interrupted run never leaves a
+half-written report; an existing directory is replaced only if it is itself a report.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from forgetlab.claims.base import ClaimResult, ClaimSpec, get_profile, run_claim, select
+from forgetlab.report.html import software_versions, write_report
+
+_MARKER = "claims.json"
+
+
+def _prepare(out: Path) -> None:
+    """Refuse an --out that cannot hold a report: a file, a foreign directory, no permission."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out must be a directory, but {out.name!r} is a file")
+    if out.is_dir() and any(out.iterdir()) and not (out / _MARKER).exists():
+        raise ValueError(
+            f"--out {out.name!r} exists, is not empty and is not a forgetlab report; "
+            "choose a new directory"
+        )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=".probe-", dir=out.parent)
+        Path(probe).rmdir()
+    except OSError as err:
+        raise ValueError(f"--out is not writable: {err.strerror or err}") from None
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        old.rmdir()
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def build_report(
+    out: str | Path,
+    profile: str = "quick",
+    claims: list[str] | None = None,
+    seed: int = 20260312,
+    command: str = "",
+    on_start: Callable[[ClaimSpec], None] | None = None,
+    on_done: Callable[[ClaimSpec, ClaimResult], None] | None = None,
+) -> list[ClaimResult]:
+    """Run the selected claims (all by default) and write the report directory ``out``.
+
+    Raises ValueError for an unknown profile or claim id, or an ``out`` that cannot be written.
+    Returns the claim results in registry order.
+    """
+    prof = get_profile(profile)
+    specs = select(claims)
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    out = Path(out).absolute()
+    _prepare(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        results = []
+        for spec in specs:
+            if on_start is not None:
+                on_start(spec)
+            result = run_claim(spec, prof, int(seed), tmp / "figures")
+            results.append(result)
+            if on_done is not None:
+                on_done(spec, result)
+        dicts = [r.to_dict() for r in results]
+        config = {
+            "profile": prof.name,
+            "seed": int(seed),
+            "claims": [s.claim_id for s in specs],
+            "command": command,
+            "versions": software_versions(),
+        }
+        (tmp / "claims.json").write_text(json.dumps(dicts, indent=1) + "\n", encoding="utf-8")
+        (tmp / "config.json").write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+        write_report(dicts, tmp, config)
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return results

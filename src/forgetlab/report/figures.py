@@ -1,0 +1,122 @@
+"""Matplotlib helpers for the claim figures: theory and simulation in one plot, PNG and SVG.
+
+Every figure uses the non-interactive Agg backend, labelled axes with units, theory drawn as
+lines and simulation as markers (with error bars where a standard error exists), and is saved
+twice, ``<stem>.png`` (raster, embedded in the HTML report) and ``<stem>.svg`` (vector).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from numpy.typing import ArrayLike  # noqa: E402
+
+THEORY_STYLE = {"color": "black", "linestyle": "-", "linewidth": 1.5}
+SIM_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+_RC = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "svg.hashsalt": "forgetlab",  # deterministic SVG ids
+}
+
+
+def new_figure(ncols: int = 1, nrows: int = 1, title: str = "") -> tuple[Figure, list[Axes]]:
+    """A figure of ``nrows x ncols`` panels (about 4 x 3.2 inches each) and its flat axes."""
+    with plt.rc_context(_RC):
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(4.0 * ncols, 3.2 * nrows), squeeze=False, layout="constrained"
+        )
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig, list(np.ravel(axes))
+
+
+def label(ax: Axes, xlabel: str, ylabel: str, title: str = "") -> None:
+    """Axis labels (each should carry its unit, e.g. "step t [iterations]") and a title."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(True, alpha=0.3, linewidth=0.5)
+
+
+def theory_vs_sim(
+    ax: Axes,
+    x: ArrayLike,
+    theory: ArrayLike | None,
+    measured: ArrayLike | None,
+    stderr: ArrayLike | None = None,
+    color_index: int = 0,
+    name: str = "",
+    x_measured: ArrayLike | None = None,
+) -> None:
+    """Theory as a line and simulation as markers (with +-2 standard errors when given)."""
+    color = SIM_COLORS[color_index % len(SIM_COLORS)]
+    suffix = f" ({name})" if name else ""
+    x = np.asarray(x, dtype=float)
+    if theory is not None:
+        style = dict(THEORY_STYLE)
+        if color_index:
+            style["color"] = color
+            style["linestyle"] = "--"
+        ax.plot(x, np.asarray(theory, dtype=float), label=f"theory{suffix}", **style)
+    if measured is not None:
+        xm = x if x_measured is None else np.asarray(x_measured, dtype=float)
+        y = np.asarray(measured, dtype=float)
+        n = len(xm)
+        step = max(1, n // 40)
+        sel = slice(None, None, step)
+        if stderr is not None:
+            ax.errorbar(
+                xm[sel], y[sel], yerr=2.0 * np.asarray(stderr, dtype=float)[sel], fmt="o",
+                color=color, markersize=3.5, capsize=2, label=f"simulation{suffix}",
+            )
+        else:
+            ax.plot(xm[sel], y[sel], "o", color=color, markersize=3.5, markerfacecolor="none",
+                    label=f"simulation{suffix}")
+
+
+def heatmap(
+    ax: Axes,
+    values: ArrayLike,
+    x: Sequence[float] | Sequence[str],
+    y: Sequence[float] | Sequence[str],
+    colorbar_label: str,
+    fmt: str = "{:.2f}",
+) -> None:
+    """A phase diagram ``values[len(y), len(x)]`` with each cell annotated by its value."""
+    v = np.asarray(values, dtype=float)
+    image = ax.imshow(v, origin="lower", aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(x)), [str(t) if isinstance(t, str) else f"{t:g}" for t in x])
+    ax.set_yticks(range(len(y)), [str(t) if isinstance(t, str) else f"{t:g}" for t in y])
+    finite = v[np.isfinite(v)]
+    mid = 0.5 * (finite.min() + finite.max()) if finite.size else 0.0
+    for (i, j), value in np.ndenumerate(v):
+        ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=7,
+                color="black" if value > mid else "white")
+    ax.figure.colorbar(image, ax=ax, label=colorbar_label, shrink=0.85)
+
+
+def save_figure(fig: Figure, directory: Path, stem: str) -> list[Path]:
+    """Write ``stem.png`` (150 dpi) and ``stem.svg`` into ``directory``; close the figure."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{stem}.png", directory / f"{stem}.svg"]
+    for ax in fig.axes:
+        if ax.get_legend_handles_labels()[0] and ax.get_label() != "<colorbar>":
+            ax.legend(loc="best", frameon=False)
+    with plt.rc_context(_RC):
+        fig.savefig(paths[0], dpi=150)
+        fig.savefig(paths[1], metadata={"Date": None})
+    plt.close(fig)
+    return paths

@@ -1,0 +1,161 @@
+"""The claim result type, the HTML report and the ``forgetlab reproduce`` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from forgetlab.claims import REGISTRY, Check, ClaimResult, Profile, claim_ids, get_profile, select
+from forgetlab.claims.base import ClaimContext
+from forgetlab.cli import main
+from forgetlab.report import build as build_module
+from forgetlab.report.build import build_report
+from forgetlab.report.figures import new_figure, theory_vs_sim
+from forgetlab.report.html import render_report
+from reproduce_run import quick_run
+
+
+def test_check_pass_rules() -> None:
+    assert Check("x", 1.0, 1.05, 0.1, "floating point").passed
+    assert not Check("x", 1.0, 1.2, 0.1, "floating point").passed
+    assert Check("b", 1.0, 0.3, 0.0, "quadrature error", kind="upper_bound").passed
+    assert not Check("b", 1.0, 1.3, 0.1, "quadrature error", kind="upper_bound").passed
+    assert Check("l", 1.0, 5.0, 0.0, "floating point", kind="lower_bound").passed
+    assert not Check("n", 1.0, float("nan"), 1e9, "floating point").passed
+
+
+def test_check_rejects_bad_fields() -> None:
+    with pytest.raises(ValueError, match="tolerance_source"):
+        Check("x", 1.0, 1.0, 0.1, "tuned until green")
+    with pytest.raises(ValueError, match="tolerance"):
+        Check("x", 1.0, 1.0, -1.0, "floating point")
+
+
+def test_claim_status_and_json_schema() -> None:
+    res = ClaimResult("C0", "t", "s", parameters={"arr": np.arange(3), "x": np.float64(2.0)})
+    assert res.status == "failed"  # no checks: nothing was shown
+    res.check("a", 1.0, 1.0, 0.0, "floating point")
+    assert res.status == "passed" and res.passed
+    res.check("b", 0.0, np.inf, 1.0, "Monte Carlo standard error")
+    d = json.loads(json.dumps(res.to_dict()))
+    assert d["status"] == "failed" and d["passed"] is False
+    assert d["parameters"] == {"arr": [0, 1, 2], "x": 2.0}
+    assert d["measured"]["b"] == "inf"
+    assert d["tolerance_source"] == ["floating point", "Monte Carlo standard error"]
+    assert set(d) >= {"claim_id", "title", "statement", "checks", "notes", "figures", "runtime_s"}
+    res.skipped = True
+    assert res.status == "skipped" and res.passed
+
+
+def test_profiles_and_selection() -> None:
+    assert get_profile("full").pick(1, 2) == 2
+    with pytest.raises(ValueError, match="profile must be one of quick, full"):
+        get_profile("medium")
+    assert [s.claim_id for s in select(["c2", "C4"])] == ["C2", "C4"]
+    with pytest.raises(ValueError, match="C99"):
+        select(["C99"])
+    assert len(set(claim_ids())) == len(REGISTRY)
+
+
+def test_seed_streams_depend_on_claim_not_order(tmp_path: Path) -> None:
+    a = ClaimContext(Profile("quick"), 7, "C2", tmp_path).rng().random(3)
+    b = ClaimContext(Profile("quick"), 7, "C2", tmp_path).rng().random(3)
+    c = ClaimContext(Profile("quick"), 7, "C3", tmp_path).rng().random(3)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_render_report_embeds_figures(tmp_path: Path) -> None:
+    fig, axes = new_figure(1)
+    theory_vs_sim(axes[0], [0, 1, 2], [0, 1, 4], [0.1, 1.1, 3.9], [0.1, 0.1, 0.1])
+    ctx = ClaimContext(Profile("quick"), 0, "C2", tmp_path / "figures")
+    paths = ctx.save_figure(fig)
+    assert paths == ["figures/C2.png", "figures/C2.svg"]
+    assert (tmp_path / paths[1]).read_text().lstrip().startswith("<?xml")
+    res = ClaimResult("C2", "title <b>", "statement & more", figures=paths)
+    res.check("x", 1.0, 1.0, 0.0, "floating point")
+    page = render_report([res.to_dict()], tmp_path, {"profile": "quick", "seed": 0}, {"py": "3"})
+    assert page.count("data:image/png;base64,") == 1
+    assert "title &lt;b&gt;" in page and "statement &amp; more" in page
+    assert 'data-claim="C2"' in page
+    assert "src=\"http" not in page and "src='http" not in page  # self-contained
+
+
+def _failing(spec, profile, seed, figure_dir):  # noqa: ANN001, ANN202 - test double
+    res = ClaimResult(spec.claim_id, spec.title, "s")
+    res.check("value", 1.0, 2.0, 0.5, "floating point")
+    return res
+
+
+def _passing(spec, profile, seed, figure_dir):  # noqa: ANN001, ANN202 - test double
+    res = ClaimResult(spec.claim_id, spec.title, "s")
+    res.check("value", 1.0, 1.0, 0.5, "floating point")
+    return res
+
+
+def test_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    monkeypatch.setattr(build_module, "run_claim", _passing)
+    ok = runner.invoke(main, ["reproduce", "--claims", "C2", "--out", str(tmp_path / "a")])
+    assert ok.exit_code == 0, ok.output
+    monkeypatch.setattr(build_module, "run_claim", _failing)
+    bad = runner.invoke(main, ["reproduce", "--claims", "C2,C3", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 1
+    assert json.loads((tmp_path / "b" / "claims.json").read_text())[1]["status"] == "failed"
+    allow = runner.invoke(main, ["reproduce", "--claims", "C2", "--allow-fail",
+                                 "--out", str(tmp_path / "c")])
+    assert allow.exit_code == 0 and (tmp_path / "c" / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--profile", "medium"], "profile must be one of quick, full"),
+        (["--claims", "C42"], "claims must be among"),
+        (["--out", "{file}/sub"], "--out is not writable"),
+        (["--out", "{file}"], "--out must be a directory"),
+        (["--out", "{foreign}"], "is not a forgetlab report"),
+    ],
+)
+def test_bad_input_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "keep.txt").write_text("user data")
+    args = [a.format(file=tmp_path / "file", foreign=tmp_path / "foreign") for a in args]
+    result = CliRunner().invoke(main, ["reproduce", *args])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert (tmp_path / "foreign" / "keep.txt").read_text() == "user data"
+
+
+def test_interrupted_run_leaves_old_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build_module, "run_claim", _passing)
+    out = tmp_path / "rep"
+    build_report(out, claims=["C2"])
+    before = (out / "claims.json").read_text()
+
+    def interrupt(spec, result):  # noqa: ANN001, ANN202 - test double
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_report(out, claims=["C2", "C3"], on_done=interrupt)
+    assert (out / "claims.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no temp leftovers
+
+
+def test_quick_profile_writes_everything() -> None:
+    run = quick_run()
+    assert run.returncode == 0, run.stderr[-3000:]
+    claims = run.claims()
+    assert [c["claim_id"] for c in claims] == claim_ids()
+    config = json.loads((run.out / "config.json").read_text())
+    assert config["profile"] == "quick" and "numpy" in config["versions"]
+    for c in claims:
+        for rel in c["figures"]:
+            assert (run.out / rel).stat().st_size > 0
+        if c["status"] != "skipped":
+            assert {p.rsplit(".", 1)[1] for p in c["figures"]} == {"png", "svg"}, c["claim_id"]
+    assert run.wall_s < 180.0, f"quick profile took {run.wall_s:.0f} s (budget 180 s)"
