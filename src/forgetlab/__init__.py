@@ -6,3 +6,13 @@ theory's exact predictions.
 """
 
 __version__ = "0.1.0"
+
+# Public names (explicit re-exports).
+from forgetlab.gaussian import bhattacharyya_coefficient as bhattacharyya_coefficient  # noqa: E402
+from forgetlab.mixture import MixtureParams as MixtureParams  # noqa: E402
+from forgetlab.mixture import TwoModeMixture as TwoModeMixture  # noqa: E402
+from forgetlab.population import fisher_information as fisher_information  # noqa: E402
+from forgetlab.population import forward_kl_gradient as forward_kl_gradient  # noqa: E402
+from forgetlab.population import kl_divergence as kl_divergence  # noqa: E402
+from forgetlab.population import misassignment as misassignment  # noqa: E402
+from forgetlab.population import reverse_kl_gradient as reverse_kl_gradient  # noqa: E402

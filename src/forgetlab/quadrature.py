@@ -1,0 +1,152 @@
+"""One-dimensional Gaussian expectations of logistic-type functions, to near machine precision.
+
+Every population expectation of the two-mode mixture reduces (see :mod:`forgetlab.population`)
+to E[f(u)] with u ~ N(m, s^2) and f one of
+
+- ``"sigmoid"``:          f(u) = sigma(u) = 1 / (1 + e^{-u})
+- ``"sigmoid_prime"``:    f(u) = sigma'(u) = sigma(u) sigma(-u)
+- ``"softplus"``:         f(u) = log(1 + e^u)
+- ``"sigmoid_sq_prime"``: f(u) = sigma(u)^2 sigma(-u) = sigma(u) sigma'(u)
+
+All four are positive and log-concave, (log f)' lies in a fixed interval [lo, hi] inside [-1, 2],
+and their only singularities are poles or branch points at u = i pi (2k + 1). Fixed
+Gauss-Hermite rules fail when s is large (the logistic is sharp compared with the Gaussian), so
+the expectation is computed in log space, with t = (u - m) / s ~ N(0, 1):
+
+1. the maximiser t* of g(t) = log f(m + s t) - t^2 / 2 solves s (log f)'(m + s t) = t, hence
+   t* lies in [s lo, s hi]; it is found by bisection on g' (g is concave);
+2. the interval [t_L, t_R] where g > g(t*) - 50 is found by bisection (g <= g(t*) - (t - t*)^2/2,
+   so it lies within t* +- 10); the neglected tails are below e^{-50} relative;
+3. composite Gauss-Legendre quadrature on panels whose breakpoints are a uniform grid on
+   [t_L, t_R] together with a geometric grid around the kink u = 0 (u = 0, +-2^k, k = -3..12,
+   clipped to [t_L, t_R]): a panel [r, 2r] in u sees the singularities at distance >= r, so
+   20 nodes per panel converge far below 1e-13;
+4. log E[f] = logsumexp over all nodes of log f(u_i) - t_i^2 / 2 + log(weight_i) - log sqrt(2 pi).
+
+The number of panels per configuration is fixed, so the whole computation is vectorised over
+any batch of (m, s). s = 0 gives f(m) exactly; m = +-inf gives the limits. Accuracy against
+adaptive quadrature: about 1e-14 relative for |m| <= 2000, 0 <= s <= 60 (tests/test_quadrature).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import expit, log_expit, logsumexp
+
+from forgetlab._validation import as_finite
+
+Array = NDArray[np.float64]
+
+_LOG_SQRT_2PI = 0.5 * float(np.log(2.0 * np.pi))
+_DROP = 50.0  # log-integrand drop that bounds the integration interval
+_HALF_WIDTH = float(np.sqrt(2.0 * _DROP)) + 0.01
+_N_UNIFORM = 20  # uniform panels on [t_L, t_R]
+_KINK_OFFSETS = 2.0 ** np.arange(-3, 13)  # geometric grid around u = 0
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(20)
+_CHUNK = 4096  # configurations per vectorised block (bounds memory)
+
+
+def _log_softplus(u: Array) -> Array:
+    """log(log(1 + e^u)), accurate for u -> -inf (where it is u - e^u / 2 + O(e^{2u}))."""
+    safe = np.maximum(u, -30.0)
+    return np.where(u < -30.0, u - 0.5 * np.exp(np.minimum(u, 0.0)),
+                    np.log(np.logaddexp(0.0, safe)))
+
+
+def _dlog_softplus(u: Array) -> Array:
+    """(log softplus)'(u) = sigma(u) / softplus(u)."""
+    return np.exp(log_expit(u) - _log_softplus(u))
+
+
+class _Integrand(NamedTuple):
+    log_f: Callable[[Array], Array]
+    dlog_f: Callable[[Array], Array]
+    slope: tuple[float, float]  # (log f)' lies in [lo, hi]
+    limits: tuple[float, float]  # log E[f] as m -> -inf and m -> +inf
+
+
+INTEGRANDS: dict[str, _Integrand] = {
+    "sigmoid": _Integrand(log_expit, lambda u: expit(-u), (0.0, 1.0), (-np.inf, 0.0)),
+    "sigmoid_prime": _Integrand(
+        lambda u: log_expit(u) + log_expit(-u), lambda u: expit(-u) - expit(u),
+        (-1.0, 1.0), (-np.inf, -np.inf)),
+    "softplus": _Integrand(_log_softplus, _dlog_softplus, (0.0, 1.0), (-np.inf, np.inf)),
+    "sigmoid_sq_prime": _Integrand(
+        lambda u: 2.0 * log_expit(u) + log_expit(-u), lambda u: 2.0 * expit(-u) - expit(u),
+        (-1.0, 2.0), (-np.inf, -np.inf)),
+}
+
+
+def _bisect(fun: Callable[[Array], Array], lo: Array, hi: Array, iters: int) -> tuple[Array, Array]:
+    """Bracket [lo, hi] of the sign change of a function that is positive at lo, <= 0 at hi."""
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        pos = fun(mid) > 0
+        lo = np.where(pos, mid, lo)
+        hi = np.where(pos, hi, mid)
+    return lo, hi
+
+
+def _log_expect_block(spec: _Integrand, m: Array, s: Array) -> Array:
+    """log E[f(m + s t)], t ~ N(0, 1), for finite 1-D arrays m, s >= 0 of equal length."""
+
+    def g(t: Array) -> Array:
+        return spec.log_f(m + s * t) - 0.5 * t * t
+
+    def dg(t: Array) -> Array:
+        return s * spec.dlog_f(m + s * t) - t
+
+    lo, hi = spec.slope
+    t_lo, t_hi = _bisect(dg, s * lo - 1e-9, s * hi + 1e-9, 60)
+    t_star = 0.5 * (t_lo + t_hi)
+    g_star = g(t_star)
+    m_col, s_col = m[:, None], s[:, None]
+    t_left = _bisect(lambda t: g_star - _DROP - g(t), t_star - _HALF_WIDTH, t_star, 30)[0]
+    t_right = _bisect(lambda t: g(t) - g_star + _DROP, t_star, t_star + _HALF_WIDTH, 30)[1]
+    left, right = t_left[:, None], t_right[:, None]
+    uniform = left + (right - left) * np.linspace(0.0, 1.0, _N_UNIFORM + 1)
+    offsets = np.concatenate([[0.0], _KINK_OFFSETS, -_KINK_OFFSETS])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kink = np.where(s_col > 0, (offsets - m_col) / s_col, left)
+    breaks = np.sort(np.concatenate([uniform, np.clip(kink, left, right)], axis=1), axis=1)
+    a, b = breaks[:, :-1, None], breaks[:, 1:, None]
+    half = 0.5 * (b - a)
+    t = (a + half * (_NODES + 1.0)).reshape(len(m), -1)
+    with np.errstate(divide="ignore"):
+        log_w = np.log(half * _WEIGHTS).reshape(len(m), -1)
+    terms = spec.log_f(m_col + s_col * t) - 0.5 * t * t + log_w
+    return logsumexp(terms, axis=1) - _LOG_SQRT_2PI
+
+
+def log_gaussian_expectation(kind: str, mean: ArrayLike, std: ArrayLike) -> Array:
+    """log E[f(u)], u ~ N(mean, std^2), f named by ``kind`` (see the module docstring).
+
+    ``mean`` may be +-inf (the limit is returned); ``std`` must be finite and >= 0. Shapes
+    broadcast; the result has the broadcast shape. Relative accuracy about 1e-14.
+    """
+    if kind not in INTEGRANDS:
+        raise ValueError(f"kind must be one of {sorted(INTEGRANDS)}, got {kind!r}")
+    spec = INTEGRANDS[kind]
+    m = np.asarray(mean, dtype=float)
+    if np.any(np.isnan(m)):
+        raise ValueError("mean must not be NaN")
+    s = as_finite(std, "std", low=0.0)
+    m, s = np.broadcast_arrays(m, s)
+    shape = m.shape
+    m_flat, s_flat = m.ravel(), s.ravel()
+    finite = np.isfinite(m_flat)
+    out = np.where(m_flat > 0, spec.limits[1], spec.limits[0]).astype(float)
+    idx = np.flatnonzero(finite)
+    for start in range(0, idx.size, _CHUNK):
+        sel = idx[start:start + _CHUNK]
+        out[sel] = _log_expect_block(spec, m_flat[sel], s_flat[sel])
+    return out.reshape(shape)
+
+
+def gaussian_expectation(kind: str, mean: ArrayLike, std: ArrayLike) -> Array:
+    """E[f(u)], u ~ N(mean, std^2) (exp of :func:`log_gaussian_expectation`)."""
+    return np.exp(log_gaussian_expectation(kind, mean, std))
