@@ -1,0 +1,114 @@
+"""Run a sweep: plan, skip stored runs, execute chunks on an executor, store each atomically.
+
+The driver is the only writer of the store. It re-plans the runs that no stored chunk
+contains into chunks, sends them to the executor and writes each chunk's rows as soon as it
+returns, so an interruption (Ctrl-C, SIGKILL, a lost worker) costs at most the chunks in
+flight, and running the same command again resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from numpy.typing import NDArray
+
+from forgetlab.sweep.executors import make_executor
+from forgetlab.sweep.plan import Chunk, ChunkRunner, make_chunks, make_plan
+from forgetlab.sweep.spec import Run, SweepSpec
+from forgetlab.sweep.store import ResultStore, rows_frame
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """What one invocation did: runs in the sweep, already stored, executed now, seconds."""
+
+    total: int
+    skipped: int
+    executed: int
+    seconds: float
+    interrupted: bool
+
+    @property
+    def complete(self) -> bool:
+        """Whether every run of the sweep is stored."""
+        return self.skipped + self.executed == self.total
+
+
+def execute_chunk(task: tuple[ChunkRunner, Sequence[Run]]) -> dict[str, NDArray[Any]]:
+    """Worker side: run one chunk through the engine (one vectorised call per chunk)."""
+    runner, runs = task
+    return runner.run(runs)
+
+
+def _progress(enabled: bool, total: int, done: int) -> Any:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    class _Rate(TextColumn):
+        def __init__(self) -> None:
+            super().__init__("")
+
+        def render(self, task: Any) -> Any:
+            from rich.text import Text
+
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f} runs/s" if speed else "- runs/s")
+
+    progress = Progress(TextColumn("runs"), BarColumn(), MofNCompleteColumn(),
+                        TaskProgressColumn(), _Rate(), TimeElapsedColumn(), TextColumn("left"),
+                        TimeRemainingColumn(), console=Console(file=sys.stderr),
+                        disable=not enabled, transient=False)
+    task = progress.add_task("runs", total=total, completed=done)
+    return progress, task
+
+
+def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = None,
+              executor: str = "local", address: str | None = None, workers: int | None = None,
+              chunk_size: int | None = None, progress: bool = True) -> SweepOutcome:
+    """Execute ``spec`` into the store at ``out``, resuming from what is already stored.
+
+    Every configuration is resolved before anything runs. Ctrl-C cancels the chunks that have
+    not started, keeps every stored chunk and returns with ``interrupted=True``.
+    """
+    if runner is None:
+        from forgetlab.sweep.engine import DynamicsRunner
+
+        runner = DynamicsRunner()
+    plan = make_plan(spec, runner, workers or 1, chunk_size)
+    start = time.perf_counter()
+    with ResultStore(out) as store:
+        store.open(runner.name, spec.name, spec.seeds, plan.runs)
+        done = store.done_run_ids()
+        todo = [r for r in plan.runs if r.run_id not in done]
+        skipped = len(plan.runs) - len(todo)
+        chunks: list[Chunk] = make_chunks(todo, runner, chunk_size or spec.chunk_size)
+        executed = 0
+        interrupted = False
+        bar, task = _progress(progress, len(plan.runs), skipped)
+        try:
+            with bar:
+                if chunks:
+                    with make_executor(executor, address, workers) as pool:
+                        tasks = [(runner, c.runs) for c in chunks]
+                        for i, metrics in pool.map_unordered(execute_chunk, tasks):
+                            store.write_chunk(chunks[i].chunk_id,
+                                              rows_frame(chunks[i].runs, metrics))
+                            executed += len(chunks[i])
+                            bar.update(task, advance=len(chunks[i]))
+        except KeyboardInterrupt:
+            interrupted = True
+    return SweepOutcome(len(plan.runs), skipped, executed, time.perf_counter() - start,
+                        interrupted)

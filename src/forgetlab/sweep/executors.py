@@ -1,0 +1,188 @@
+"""Executors: where chunks run. ``local`` (a process pool, default), ``dask`` and ``ray``.
+
+Each executor takes a picklable function and a list of items (chunks), runs ``fn(item)``
+remotely and yields ``(position, result)`` as results arrive, in any order. Results are
+returned to the calling process, which alone writes the store, so workers need no shared
+file system and a worker that dies only costs its chunk a retry (Dask and Ray reschedule it).
+
+* ``local``: ``concurrent.futures.ProcessPoolExecutor`` with ``workers`` processes (default:
+  all cores), started with ``spawn``; workers ignore SIGINT so that Ctrl-C reaches only the
+  driver, which cancels what has not started.
+* ``dask``: a ``distributed.Client`` on ``address`` (a scheduler such as
+  ``tcp://host:8786``), or on a ``LocalCluster`` of ``workers`` single-threaded processes.
+* ``ray``: ``ray.init(address)`` (``auto`` or ``ray://host:10001``), or a local Ray
+  instance with ``workers`` CPUs.
+
+Dask and Ray are optional (``pip install forgetlab[sweep]``); ``local`` needs neither.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any
+
+EXECUTORS = ("local", "dask", "ray")
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def default_workers() -> int:
+    """All cores available to this process."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class Executor(ABC):
+    """Runs ``fn`` over items on some workers; a context manager that owns its resources."""
+
+    name: str
+
+    @abstractmethod
+    def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]
+                      ) -> Iterator[tuple[int, Any]]:
+        """Yield ``(index, fn(items[index]))`` as each finishes; cancel the rest on close."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Cancel pending work and release workers (idempotent)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LocalExecutor(Executor):
+    """A process pool of ``workers`` processes on this machine."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or default_workers()
+        self._pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
+                                         initializer=_ignore_sigint)
+        self._pending: set[Future[Any]] = set()
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]
+                      ) -> Iterator[tuple[int, Any]]:
+        index = {}
+        for i, item in enumerate(items):
+            fut = self._pool.submit(fn, item)
+            index[fut] = i
+        self._pending = set(index)
+        while self._pending:
+            done, self._pending = wait(self._pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield index[fut], fut.result()
+
+    def close(self) -> None:
+        for fut in self._pending:
+            fut.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskExecutor(Executor):
+    """A ``distributed`` client: on ``address``, or on a LocalCluster of ``workers`` processes."""
+
+    name = "dask"
+
+    def __init__(self, address: str | None = None, workers: int | None = None) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ValueError("--executor dask needs the sweep extra: "
+                             "pip install 'forgetlab[sweep]'") from None
+        self.cluster = None
+        if address is None:
+            self.cluster = LocalCluster(n_workers=workers or default_workers(),
+                                        threads_per_worker=1, processes=True,
+                                        dashboard_address=None)
+            self.client = Client(self.cluster)
+        else:
+            self.client = Client(address)
+        self._futures: list[Any] = []
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]
+                      ) -> Iterator[tuple[int, Any]]:
+        from distributed import as_completed
+
+        self._futures = self.client.map(fn, list(items), pure=False)
+        index = {f.key: i for i, f in enumerate(self._futures)}
+        for fut in as_completed(self._futures):
+            yield index[fut.key], fut.result()
+
+    def close(self) -> None:
+        if self._futures:
+            self.client.cancel(self._futures)
+            self._futures = []
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
+
+
+class RayExecutor(Executor):
+    """Ray tasks: on the cluster at ``address``, or on a local instance with ``workers`` CPUs."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ValueError("--executor ray needs the sweep extra: "
+                             "pip install 'forgetlab[sweep]'") from None
+        self._ray = ray
+        self._started = not ray.is_initialized()
+        if self._started:
+            if address is None:
+                ray.init(num_cpus=workers or default_workers(), include_dashboard=False,
+                         log_to_driver=False, logging_level=logging.ERROR)
+            else:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+        self._refs: list[Any] = []
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]
+                      ) -> Iterator[tuple[int, Any]]:
+        ray = self._ray
+        remote = ray.remote(num_cpus=1, max_retries=3)(fn)
+        self._refs = [remote.remote(item) for item in items]
+        index = {ref: i for i, ref in enumerate(self._refs)}
+        pending = list(self._refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                yield index[ref], ray.get(ref)
+        self._refs = []
+
+    def close(self) -> None:
+        for ref in self._refs:
+            self._ray.cancel(ref, force=True)
+        self._refs = []
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
+
+
+def make_executor(kind: str = "local", address: str | None = None,
+                  workers: int | None = None) -> Executor:
+    """Build an executor by name; ``address`` only for ``dask`` and ``ray``."""
+    if workers is not None and (int(workers) != workers or workers < 1):
+        raise ValueError(f"--workers must be an integer >= 1, got {workers}")
+    if kind == "local":
+        if address is not None:
+            raise ValueError("--address applies to --executor dask or ray, not local")
+        return LocalExecutor(workers)
+    if kind == "dask":
+        return DaskExecutor(address, workers)
+    if kind == "ray":
+        return RayExecutor(address, workers)
+    raise ValueError(f"--executor must be one of {list(EXECUTORS)}, got {kind!r}")

@@ -1,0 +1,115 @@
+"""Sweep specification: expansion of axes, validation messages, run identities."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from forgetlab.sweep.plan import make_chunks, make_plan
+from forgetlab.sweep.spec import load_spec, parse_spec
+from sweep_toy import ToyRunner
+
+
+def test_grid_is_cartesian_product_in_file_order():
+    spec = parse_spec({"seeds": 2, "axes": {"x": [1.0, 2.0, 3.0], "kind": ["a", "b"]}})
+    assert spec.n_configs == 6 and spec.n_runs == 12
+    xs = [(c["x"], c["kind"]) for c in spec.raw_configs()]
+    assert xs == [(1.0, "a"), (1.0, "b"), (2.0, "a"), (2.0, "b"), (3.0, "a"), (3.0, "b")]
+
+
+def test_ranges_linear_step_and_log():
+    spec = parse_spec({"axes": {
+        "x": {"start": 0.0, "stop": 1.0, "num": 5},
+        "y": {"start": 0.1, "stop": 0.5, "step": 0.1},
+        "z": {"start": 1e-3, "stop": 1e-1, "num": 3, "log": True},
+        "k": {"start": 2, "stop": 8, "step": 3},
+    }})
+    np.testing.assert_allclose(spec.axes["x"], [0, 0.25, 0.5, 0.75, 1.0], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(spec.axes["y"], [0.1, 0.2, 0.3, 0.4, 0.5], rtol=1e-12)
+    np.testing.assert_allclose(spec.axes["z"], [1e-3, 1e-2, 1e-1], rtol=1e-12)
+    assert spec.axes["k"] == [2, 5, 8] and all(isinstance(v, int) for v in spec.axes["k"])
+
+
+def test_random_draws_are_reproducible_bounded_and_keyed_by_field():
+    table = {"random": "loguniform", "low": 1e-3, "high": 1e-1, "num": 200, "seed": 7}
+    a = parse_spec({"axes": {"lr": table}}).axes["lr"]
+    b = parse_spec({"axes": {"x": [1.0], "lr": table}}).axes["lr"]
+    c = parse_spec({"axes": {"lr": {**table, "seed": 8}}}).axes["lr"]
+    assert a == b and a != c
+    logs = np.log10(a)
+    assert logs.min() >= -3 and logs.max() <= -1
+    # log10 of a loguniform draw is uniform on [-3, -1]: mean -2, sd 2/sqrt(12); 5 standard errors
+    assert abs(logs.mean() + 2) < 5 * (2 / math.sqrt(12)) / math.sqrt(200)
+    ints = parse_spec({"axes": {"b": {"random": "integers", "low": 1, "high": 3, "num": 300,
+                                      "seed": 0}}}).axes["b"]
+    assert set(ints) == {1, 2, 3}
+    choice = parse_spec({"axes": {"m": {"random": "choice", "values": ["p", "q"], "num": 50,
+                                        "seed": 1}}}).axes["m"]
+    assert set(choice) == {"p", "q"}
+
+
+@pytest.mark.parametrize(("data", "needle"), [
+    ({"seeds": 0}, "seeds must be an integer >= 1"),
+    ({"chunk_size": 2.5}, "chunk_size must be an integer >= 1"),
+    ({"colour": 1}, "unknown key(s) ['colour']"),
+    ({"axes": {"x": []}}, "axes.x must not be an empty list"),
+    ({"axes": {"x": 3}}, "axes.x must be a list"),
+    ({"axes": {"x": {"start": 0, "stop": 1}}}, "axes.x: give exactly one of num and step"),
+    ({"axes": {"x": {"start": 0, "stop": 1, "num": 0}}}, "axes.x.num must be an integer >= 1"),
+    ({"axes": {"x": {"start": 0, "stop": 1, "num": 3, "log": True}}}, "axes.x: log ranges"),
+    ({"axes": {"x": {"start": 1, "stop": 0, "step": 0.1}}}, "axes.x: need step > 0"),
+    ({"axes": {"x": {"random": "gauss", "num": 2, "seed": 0}}}, "axes.x.random must be one of"),
+    ({"axes": {"x": {"random": "uniform", "low": 1, "high": 0, "num": 2, "seed": 0}}},
+     "axes.x: need low < high"),
+    ({"axes": {"x": {"random": "uniform", "low": 0, "high": 1, "num": 2}}},
+     "axes.x.seed must be an integer >= 0"),
+    ({"axes": {"target": {"separation": [1, 2]}}}, "quote dotted field names"),
+])
+def test_invalid_specs_name_the_field(data, needle):
+    with pytest.raises(ValueError) as err:
+        parse_spec(data)
+    assert needle in str(err.value)
+
+
+def test_resolution_errors_name_the_configuration_and_field():
+    spec = parse_spec({"axes": {"x": [1.0, 11.0]}})
+    with pytest.raises(ValueError, match=r"configuration 1 \(x=11\.0\): x must lie in \[0, 10\]"):
+        make_plan(spec, ToyRunner())
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['w'\]"):
+        make_plan(parse_spec({"axes": {"w": [1.0]}}), ToyRunner())
+
+
+def test_load_spec_reads_toml_and_reports_bad_files(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('name = "n"\nseeds = 2\n[base]\ny = 2.0\n[axes]\n"x" = [0.5, 1.5]\n')
+    spec = load_spec(path)
+    assert spec.name == "n" and spec.base == {"y": 2.0} and spec.axes == {"x": [0.5, 1.5]}
+    path.write_text("seeds = = 2")
+    with pytest.raises(ValueError, match="is not valid TOML"):
+        load_spec(path)
+    with pytest.raises(ValueError, match="cannot read"):
+        load_spec(tmp_path / "missing.toml")
+
+
+def test_run_identity_depends_on_the_run_not_its_position():
+    small = parse_spec({"seeds": 2, "axes": {"x": [1.0, 2.0]}}).runs(ToyRunner().resolve)
+    large = parse_spec({"seeds": 3, "axes": {"x": [0.5, 2.0, 1.0]}}).runs(ToyRunner().resolve)
+    ids = {(r.config["x"], r.seed_index): r.run_id for r in large}
+    for r in small:
+        assert ids[(r.config["x"], r.seed_index)] == r.run_id
+    assert len({r.run_id for r in large}) == len(large)
+    first = [np.random.default_rng(r.seed_sequence()).random() for r in large]
+    assert len(set(first)) == len(large)
+
+
+def test_chunks_respect_groups_and_size():
+    runs = parse_spec({"seeds": 3, "axes": {"x": [1.0, 2.0, 3.0], "kind": ["a", "b"]}}).runs(
+        ToyRunner().resolve)
+    chunks = make_chunks(runs, ToyRunner(), 4)
+    assert sorted(len(c) for c in chunks) == [1, 1, 4, 4, 4, 4]
+    assert all(len({r.config["kind"] for r in c.runs}) == 1 for c in chunks)
+    assert sorted(r.run_id for c in chunks for r in c.runs) == sorted(r.run_id for r in runs)
+    with pytest.raises(ValueError, match="chunk_size must be an integer >= 1"):
+        make_chunks(runs, ToyRunner(), 0)

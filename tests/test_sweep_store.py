@@ -1,0 +1,144 @@
+"""Result store: atomic chunks, resume, refusal of incompatible specs, full or unwritable disks."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from forgetlab.sweep import store as store_module
+from forgetlab.sweep.driver import run_sweep
+from forgetlab.sweep.plan import make_chunks
+from forgetlab.sweep.spec import parse_spec
+from forgetlab.sweep.store import ResultStore, StoreError, load_results, rows_frame
+from sweep_toy import ToyRunner
+
+SPEC = {"name": "toy", "seeds": 3, "axes": {"x": [0.0, 1.0, 2.0, 3.0], "kind": ["a", "b"]}}
+
+
+def _store_serially(spec, directory, chunk_size=5, limit=None):
+    """Run chunks in this process (no executor) to exercise the store alone."""
+    runner = ToyRunner()
+    runs = spec.runs(runner.resolve)
+    with ResultStore(directory) as store:
+        store.open(runner.name, spec.name, spec.seeds, runs)
+        done = store.done_run_ids()
+        chunks = make_chunks([r for r in runs if r.run_id not in done], runner, chunk_size)
+        for chunk in chunks[:limit]:
+            store.write_chunk(chunk.chunk_id, rows_frame(chunk.runs, runner.run(chunk.runs)))
+    return runs
+
+
+def test_roundtrip_one_row_per_run_in_spec_order(tmp_path):
+    spec = parse_spec(SPEC)
+    runs = _store_serially(spec, tmp_path)
+    table = load_results(tmp_path)
+    assert list(table["run_id"]) == [r.run_id for r in runs]
+    assert list(table.columns[:6]) == ["run_id", "config_id", "seed_index", "x", "y", "kind"]
+    expected = ToyRunner().run(runs)
+    assert (table["value"].to_numpy() == expected["value"]).all()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
+
+
+def test_partial_store_resumes_to_the_same_table(tmp_path):
+    spec = parse_spec(SPEC)
+    _store_serially(spec, tmp_path / "full", chunk_size=4)
+    _store_serially(spec, tmp_path / "part", chunk_size=4, limit=2)
+    assert len(load_results(tmp_path / "part")) == 8
+    (tmp_path / "part" / ".tmp-deadbeef.parquet").write_bytes(b"PAR1 truncated")
+    _store_serially(spec, tmp_path / "part", chunk_size=3)
+    pd.testing.assert_frame_equal(load_results(tmp_path / "part"),
+                                  load_results(tmp_path / "full"), check_exact=True)
+    assert not list((tmp_path / "part").glob(".tmp-*"))
+
+
+def test_a_spec_may_extend_a_sweep_but_not_change_it(tmp_path):
+    _store_serially(parse_spec(SPEC), tmp_path)
+    more = parse_spec({**SPEC, "seeds": 4, "axes": {**SPEC["axes"], "x": [0.0, 1.0, 2.0, 3.0,
+                                                                           4.0]}})
+    _store_serially(more, tmp_path)
+    _store_serially(more, tmp_path / "fresh")
+    pd.testing.assert_frame_equal(load_results(tmp_path), load_results(tmp_path / "fresh"),
+                                  check_exact=True)
+    changed = parse_spec({**SPEC, "seeds": 4, "base": {"y": 2.0}, "axes": more.axes})
+    with pytest.raises(ValueError, match=r"would mix incompatible results: 10 stored .* "
+                                         r"y: stored 1\.0, spec 2\.0"):
+        _store_serially(changed, tmp_path)
+    with pytest.raises(ValueError, match="seeds 2 < stored 4"):
+        _store_serially(parse_spec({**SPEC, "seeds": 2, "axes": more.axes}), tmp_path)
+    assert len(load_results(tmp_path)) == 40
+
+
+def test_second_writer_is_refused(tmp_path):
+    spec = parse_spec(SPEC)
+    runs = spec.runs(ToyRunner().resolve)
+    with ResultStore(tmp_path) as first:
+        first.open("toy-1", "toy", 3, runs)
+        with pytest.raises(ValueError, match="another sweep is writing"):
+            ResultStore(tmp_path).open("toy-1", "toy", 3, runs)
+
+
+def test_load_results_rejects_a_directory_without_sweep(tmp_path):
+    with pytest.raises(ValueError, match="holds no sweep"):
+        load_results(tmp_path)
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot create the sweep directory"):
+        run_sweep(parse_spec(SPEC), blocker / "out", ToyRunner(), progress=False)
+
+
+def _mount_tmpfs(path: Path, options: str) -> bool:
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                          capture_output=True)
+    return done.returncode == 0
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 96 KiB tmpfs when mounting is allowed, else None."""
+    mount = tmp_path / "disk"
+    ok = _mount_tmpfs(mount, "size=96k")
+    yield mount if ok else None
+    if ok:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_full_disk_keeps_the_store_readable(tiny_disk, tmp_path):
+    if tiny_disk is None:
+        pytest.skip("cannot mount a tmpfs here; test_enospc_on_write covers the same path")
+    spec = parse_spec({**SPEC, "seeds": 400})
+    with pytest.raises(StoreError, match="no space left on device.*intact"):
+        run_sweep(spec, tiny_disk / "out", ToyRunner(n=4), chunk_size=100, workers=1,
+                  progress=False)
+    table = load_results(tiny_disk / "out")
+    assert 0 < len(table) < spec.n_runs and len(table) % 100 == 0
+    assert not table["run_id"].duplicated().any()
+    assert not list((tiny_disk / "out").glob(".tmp-*"))
+
+
+def test_enospc_on_write(tmp_path, monkeypatch):
+    spec = parse_spec(SPEC)
+    runs = spec.runs(ToyRunner().resolve)
+    chunks = make_chunks(runs, ToyRunner(), 6)
+    with ResultStore(tmp_path) as store:
+        store.open("toy-1", "toy", 3, runs)
+        store.write_chunk(chunks[0].chunk_id, rows_frame(chunks[0].runs,
+                                                         ToyRunner().run(chunks[0].runs)))
+
+        def no_space(*args, **kwargs):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(store_module.os, "fsync", no_space)
+        with pytest.raises(StoreError, match="no space left on device"):
+            store.write_chunk(chunks[1].chunk_id, rows_frame(chunks[1].runs,
+                                                             ToyRunner().run(chunks[1].runs)))
+    assert len(load_results(tmp_path)) == 6
+    assert not list(tmp_path.glob(".tmp-*"))
