@@ -1,0 +1,325 @@
+"""Training loop, summaries and presets for the Chen et al. (2025) toy.
+
+A run trains S independent seeds at once: parameters ``[S, P]``, standard normals ``[S, n]`` per
+step, one ``numpy.random.Generator`` per seed spawned from ``SeedSequence(seed)``, so seed s
+gives the same trajectory whatever the number of seeds.  Each step is projected gradient
+descent, theta <- clip(theta - lr * grad), with the old component's rate times 0.005.  A seed
+whose update is not finite is frozen at its last finite parameters and reported in
+``diverged_step``.
+
+The summary reads the seed-mean curves at the first step where the mean Gain >= 0.9 (the
+paper's reading point) and gives the standard error of Drop and Gain across seeds there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from forgetlab._validation import as_finite
+from forgetlab.chen2025 import exact, model
+from forgetlab.chen2025.overlap import grid_for, overlap_accuracy
+
+Array = NDArray[np.float64]
+Grad = Callable[[Array, Array], Array]
+
+VARIANTS = ("two-mode", "single-mode")
+METHODS = ("forward_kl", "reverse_kl", "exact_reverse_kl")
+GAIN_THRESHOLD = 0.9
+NOISE_BLOCK = 8
+
+#: The paper's settings: variant, iterations, and the (method, learning rate) runs.
+PRESETS: dict[str, tuple[str, int, tuple[tuple[str, float], ...]]] = {
+    "chen2025-two-mode": (
+        "two-mode",
+        200,
+        (("forward_kl", 0.15), ("forward_kl", 0.01), ("reverse_kl", 0.01)),
+    ),
+    "chen2025-single-mode": ("single-mode", 1000, (("forward_kl", 0.05), ("reverse_kl", 0.005))),
+}
+_DEFAULT_LR = {
+    ("two-mode", "forward_kl"): 0.15,
+    ("two-mode", "reverse_kl"): 0.01,
+    ("two-mode", "exact_reverse_kl"): 0.01,
+    ("single-mode", "forward_kl"): 0.05,
+    ("single-mode", "reverse_kl"): 0.005,
+}
+_FINITE_GRADS: dict[tuple[str, str], Grad] = {
+    ("two-mode", "forward_kl"): model.forward_kl_grad_two_mode,
+    ("two-mode", "reverse_kl"): model.reverse_kl_grad_two_mode,
+    ("single-mode", "forward_kl"): model.forward_kl_grad_single_mode,
+    ("single-mode", "reverse_kl"): model.reverse_kl_grad_single_mode,
+}
+
+
+@dataclass(frozen=True)
+class ChenSummary:
+    """Drop and Gain of the seed-mean curves at ``stop_step`` (the first step with Gain >= 0.9;
+    ``None`` when never reached, and then Drop and Gain are read at the last step)."""
+
+    stop_step: int | None
+    drop: float
+    gain: float
+    drop_se: float
+    gain_se: float
+    seeds: int
+    diverged: int
+
+
+@dataclass(frozen=True)
+class ChenResult:
+    """Trajectories of one (variant, method, learning rate) run over S seeds.
+
+    ``params [S, T+1, P]`` (names in ``param_names``), ``acc_old`` and ``acc_new [S, T+1]``,
+    ``diverged_step [S]`` (-1 for seeds that never diverged).
+    """
+
+    variant: str
+    method: str
+    learning_rate: float
+    samples: int
+    seed: int
+    param_names: tuple[str, ...]
+    params: Array
+    acc_old: Array
+    acc_new: Array
+    diverged_step: NDArray[np.int64]
+
+    @property
+    def drop(self) -> Array:
+        """acc_old(0) - acc_old(t), ``[S, T+1]``."""
+        return self.acc_old[:, :1] - self.acc_old
+
+    @property
+    def gain(self) -> Array:
+        """acc_new(t) - acc_new(0), ``[S, T+1]``."""
+        return self.acc_new - self.acc_new[:, :1]
+
+    def summary(self, threshold: float = GAIN_THRESHOLD) -> ChenSummary:
+        """Seed-mean Drop and Gain at the first step where the seed-mean Gain >= ``threshold``."""
+        gain, drop = self.gain, self.drop
+        reached = np.flatnonzero(gain.mean(axis=0) >= threshold)
+        stop = int(reached[0]) if reached.size else None
+        at = stop if stop is not None else gain.shape[1] - 1
+        n = gain.shape[0]
+
+        def se(v: Array) -> float:
+            return float(v.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+
+        return ChenSummary(
+            stop_step=stop,
+            drop=float(drop[:, at].mean()),
+            gain=float(gain[:, at].mean()),
+            drop_se=se(drop[:, at]),
+            gain_se=se(gain[:, at]),
+            seeds=n,
+            diverged=int((self.diverged_step >= 0).sum()),
+        )
+
+
+def _noise_blocks(gens: list[np.random.Generator], steps: int, samples: int) -> Iterator[Array]:
+    """Standard normals ``[S, k, n]`` for up to NOISE_BLOCK steps at a time, one stream per seed."""
+    buf = np.empty((len(gens), NOISE_BLOCK, samples))
+    for start in range(0, steps, NOISE_BLOCK):
+        k = min(NOISE_BLOCK, steps - start)
+        for s, gen in enumerate(gens):
+            gen.standard_normal(out=buf[s, :k])
+        yield buf[:, :k]
+
+
+def train(
+    grad: Grad, init: Array, lr: float, gens: list[np.random.Generator], steps: int, samples: int
+) -> tuple[Array, NDArray[np.int64]]:
+    """Projected gradient descent for every seed at once: ``(params [S, T+1, P], diverged [S])``."""
+    n_seeds = len(gens)
+    theta = np.tile(init, (n_seeds, 1))
+    traj = np.empty((n_seeds, steps + 1, init.size))
+    traj[:, 0] = theta
+    rates = model.learning_rates(lr, init.size)
+    diverged = np.full(n_seeds, -1, dtype=np.int64)
+    t = 0
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for block in _noise_blocks(gens, steps, samples):
+            for k in range(block.shape[1]):
+                new = model.project(theta - rates * grad(theta, block[:, k]))
+                bad = ~np.isfinite(new).all(axis=-1)
+                if bad.any():
+                    diverged[bad & (diverged < 0)] = t + 1
+                    new[bad] = theta[bad]
+                theta = new
+                t += 1
+                traj[:, t] = theta
+    return traj, diverged
+
+
+def _train_exact(init: Array, lr: float, steps: int) -> Array:
+    """Deterministic descent on the exact KL(q || p): ``[T+1, 5]``."""
+    theta = init[None].copy()
+    traj = np.empty((steps + 1, init.size))
+    traj[0] = theta[0]
+    rates = model.learning_rates(lr, init.size)
+    for t in range(steps):
+        theta = model.project(theta - rates * exact.reverse_kl_grad_two_mode(theta))
+        traj[t + 1] = theta[0]
+    return traj
+
+
+def _as_count(value: int, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def run_chen2025(
+    variant: str = "two-mode",
+    method: str = "forward_kl",
+    learning_rate: float | None = None,
+    steps: int | None = None,
+    seeds: int = 32,
+    seed: int = 0,
+    samples: int = 1000,
+) -> ChenResult:
+    """Train the Chen et al. learner and record its overlap metrics at every step.
+
+    ``variant``: "two-mode" or "single-mode"; ``method``: "forward_kl" (SFT on the new mode),
+    "reverse_kl" (their RL estimator) or "exact_reverse_kl" (descent on the exact KL(q || p),
+    two-mode only; deterministic, identical for every seed).  ``learning_rate`` and ``steps``
+    default to the paper's (two-mode: 0.15 forward, 0.01 reverse, 200 steps; single-mode: 0.05
+    forward, 0.005 reverse, 1000 steps).  ``seeds`` independent runs of ``samples`` draws per
+    step, generators spawned from ``SeedSequence(seed)``.
+
+    >>> run_chen2025("two-mode", "reverse_kl", seeds=4).summary().stop_step is not None
+    True
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "exact_reverse_kl" and variant != "two-mode":
+        raise ValueError("method 'exact_reverse_kl' is defined for variant 'two-mode' only")
+    lr = _DEFAULT_LR[variant, method] if learning_rate is None else learning_rate
+    lr = float(as_finite(lr, "learning_rate", low=0.0, open_low=True))
+    if steps is None:
+        steps = 200 if variant == "two-mode" else 1000
+    steps = _as_count(steps, "steps", 1)
+    seeds = _as_count(seeds, "seeds", 1)
+    seed = _as_count(seed, "seed", 0)
+    samples = _as_count(samples, "samples", 1)
+    two = variant == "two-mode"
+    init = np.array(model.INIT_TWO_MODE if two else model.INIT_SINGLE_MODE)
+    if method == "exact_reverse_kl":
+        params = np.broadcast_to(_train_exact(init, lr, steps), (seeds, steps + 1, 5)).copy()
+        diverged = np.full(seeds, -1, dtype=np.int64)
+    else:
+        gens = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(seeds)]
+        params, diverged = train(_FINITE_GRADS[variant, method], init, lr, gens, steps, samples)
+    acc_old, acc_new = overlap_accuracy(params, grid_for(init.size))
+    return ChenResult(
+        variant=variant,
+        method=method,
+        learning_rate=lr,
+        samples=samples,
+        seed=seed,
+        param_names=model.TWO_MODE_NAMES if two else model.SINGLE_MODE_NAMES,
+        params=params,
+        acc_old=acc_old,
+        acc_new=acc_new,
+        diverged_step=diverged,
+    )
+
+
+def run_preset(preset: str, seeds: int = 32, seed: int = 0) -> list[ChenResult]:
+    """One :class:`ChenResult` per (method, learning rate) of the paper's settings for ``preset``
+    ("chen2025-two-mode" or "chen2025-single-mode")."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
+    variant, steps, runs = PRESETS[preset]
+    return [run_chen2025(variant, m, lr, steps, seeds, seed) for m, lr in runs]
+
+
+def report(preset: str, results: list[ChenResult]) -> dict[str, object]:
+    """The JSON object of ``forgetlab simulate --preset chen2025-... --json``."""
+    runs = []
+    for res in results:
+        s = res.summary()
+        runs.append(
+            {
+                "method": res.method,
+                "learning_rate": res.learning_rate,
+                "stop_step": s.stop_step,
+                "drop": s.drop,
+                "gain": s.gain,
+                "drop_se": s.drop_se,
+                "gain_se": s.gain_se,
+            }
+        )
+    seeds = results[0].params.shape[0] if results else 0
+    return {
+        "preset": preset,
+        "seeds": seeds,
+        "seed": results[0].seed if results else 0,
+        "runs": runs,
+    }
+
+
+def summary_table(preset: str, results: list[ChenResult]) -> str:
+    """A plain-text table: Drop and Gain (mean +- standard error over seeds) at Gain >= 0.9."""
+    seeds = results[0].params.shape[0] if results else 0
+    lines = [
+        f"{preset}: drop and gain at the first step where the seed-mean gain >= "
+        f"{GAIN_THRESHOLD} ({seeds} seeds, mean +- s.e.)",
+        f"{'method':<18}{'lr':>8}{'stop step':>11}{'drop':>20}{'gain':>20}",
+    ]
+    for res in results:
+        s = res.summary()
+        stop = "never" if s.stop_step is None else str(s.stop_step)
+        lines.append(
+            f"{res.method:<18}{res.learning_rate:>8g}{stop:>11}"
+            f"{f'{s.drop:.4f} +- {s.drop_se:.4f}':>20}{f'{s.gain:.4f} +- {s.gain_se:.4f}':>20}"
+        )
+        if s.diverged:
+            lines.append(f"  warning: {s.diverged} seed(s) diverged and were frozen")
+    return "\n".join(lines)
+
+
+def plot_trajectories(results: list[ChenResult], path: str) -> None:
+    """Seed-mean acc_old and acc_new against the step, one line per run, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    for res in results:
+        label = f"{res.method} lr={res.learning_rate:g}"
+        steps = np.arange(res.acc_old.shape[1])
+        for ax, acc in zip(axes, (res.acc_old, res.acc_new), strict=True):
+            (line,) = ax.plot(steps, acc.mean(axis=0), label=label)
+            stop = res.summary().stop_step
+            if stop is not None:
+                ax.axvline(stop, color=line.get_color(), ls=":", lw=1)
+    axes[0].set_title("old mode: acc_old")
+    axes[1].set_title("new mode: acc_new")
+    for ax in axes:
+        ax.set_xlabel("iteration")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def chen2025_cli_summary(
+    preset: str, seeds: int = 32, as_json: bool = False, plot: str | None = None, seed: int = 0
+) -> str:
+    """What ``forgetlab simulate --preset chen2025-...`` prints (JSON or table); writes the PNG
+    ``plot`` when given."""
+    results = run_preset(preset, seeds, seed)
+    if plot is not None:
+        plot_trajectories(results, plot)
+    if as_json:
+        return json.dumps(report(preset, results))
+    return summary_table(preset, results)
