@@ -16,3 +16,4 @@ from forgetlab.population import forward_kl_gradient as forward_kl_gradient  # n
 from forgetlab.population import kl_divergence as kl_divergence  # noqa: E402
 from forgetlab.population import misassignment as misassignment  # noqa: E402
 from forgetlab.population import reverse_kl_gradient as reverse_kl_gradient  # noqa: E402
+from forgetlab.dynamics import simulate  # noqa: E402,F401

@@ -145,6 +145,18 @@ def sample_mixture(mix: TwoModeMixture, n: int, rng: Streams) -> tuple[Array, Ar
     return means + np.einsum("...ij,...nj->...ni", mix.chol, noise), is_old
 
 
+def sample_components(weights: Array, means: Array, chol: Array, n: int, rng: Streams
+                      ) -> tuple[Array, Array]:
+    """n draws per run from sum_k w_k N(mu_k, L L^T) (weights ``[C, S, K]``, means
+    ``[C, S, K, d]``, L ``[..., d, d]``): x ``[C, S, n, d]`` and component index ``[C, S, n]``."""
+    cum = np.cumsum(weights, axis=-1)
+    u = rng.uniform(n) * cum[..., -1:]
+    comp = np.minimum(np.sum(u[..., None] >= cum[..., None, :], axis=-1), weights.shape[-1] - 1)
+    mu = np.take_along_axis(means, comp[..., None], axis=-2)
+    noise = rng.normal(n, means.shape[-1])
+    return mu + np.einsum("...ij,...nj->...ni", chol, noise), comp
+
+
 # -- the problem ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Problem:
