@@ -146,7 +146,7 @@ def parse_config(data: dict[str, Any]) -> SimulationConfig:
     """Validate a dict into a :class:`SimulationConfig`; errors become one-line ValueErrors
     naming the field."""
     try:
-        return parse_config(data)
+        return SimulationConfig.model_validate(data)
     except ValidationError as err:
         parts = []
         for e in err.errors():

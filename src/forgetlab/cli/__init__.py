@@ -37,3 +37,7 @@ def main() -> None:
 from forgetlab.cli.reproduce import reproduce  # noqa: E402
 
 main.add_command(reproduce)
+
+from forgetlab.cli.simulate import simulate  # noqa: E402
+
+main.add_command(simulate)

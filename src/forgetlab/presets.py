@@ -1,0 +1,123 @@
+"""Named simulation presets: one per method with sensible defaults, plus external runners.
+
+``get(name, **overrides)`` returns a validated :class:`~forgetlab.simconfig.SimulationConfig`
+(overrides as in :meth:`SimulationConfig.with_updates`). Another module adds its own with
+:func:`register_preset` (a config dict) or, for a model that is not the equal-covariance
+mixture, :func:`register_external` (a runner that prints its own results; the
+``forgetlab simulate`` command calls it as ``run(seeds, steps, as_json, plot)``). Modules
+named in ``PLUGIN_MODULES`` and every method module are imported before presets are listed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from forgetlab.methods import list_methods
+from forgetlab.simconfig import SimulationConfig, parse_config
+
+PLUGIN_MODULES = ("forgetlab.chen2025",)
+
+_POP: dict[str, Any] = {"regime": "population", "steps": 400, "stride": 10,
+                        "learning_rate": 1.0}
+_FIN: dict[str, Any] = {"regime": "finite", "steps": 1000, "stride": 20, "learning_rate": 0.05,
+                        "batch_size": 64, "seeds": 16}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named configuration (as a dict for :func:`parse_config`)."""
+
+    name: str
+    description: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ExternalPreset:
+    """A named runner for a model outside the mixture engine; it prints its own output."""
+
+    name: str
+    description: str
+    run: Callable[[int | None, int | None, bool, str | None], None]
+
+
+_PRESETS: dict[str, Preset] = {}
+_EXTERNAL: dict[str, ExternalPreset] = {}
+
+
+def register_preset(name: str, description: str, data: dict[str, Any]) -> None:
+    """Add a preset (validated when used); names must be unique."""
+    if name in _PRESETS or name in _EXTERNAL:
+        raise ValueError(f"preset '{name}' is already registered")
+    _PRESETS[name] = Preset(name, description, data)
+
+
+def register_external(name: str, description: str,
+                      run: Callable[[int | None, int | None, bool, str | None], None]) -> None:
+    """Add an external preset: ``run(seeds, steps, as_json, plot_file)`` prints its results."""
+    if name in _PRESETS or name in _EXTERNAL:
+        raise ValueError(f"preset '{name}' is already registered")
+    _EXTERNAL[name] = ExternalPreset(name, description, run)
+
+
+def _load_plugins() -> None:
+    list_methods()
+    for module in PLUGIN_MODULES:
+        importlib.import_module(module)
+
+
+def list_presets() -> dict[str, str]:
+    """Preset name -> one-line description, sorted by name."""
+    _load_plugins()
+    every = {**{k: p.description for k, p in _PRESETS.items()},
+             **{k: p.description for k, p in _EXTERNAL.items()}}
+    return dict(sorted(every.items()))
+
+
+def external(name: str) -> ExternalPreset | None:
+    """The external preset called ``name``, if there is one."""
+    _load_plugins()
+    return _EXTERNAL.get(name)
+
+
+def get(name: str, **overrides: Any) -> SimulationConfig:
+    """The preset's config with ``overrides`` applied; ValueError listing the names."""
+    _load_plugins()
+    if name not in _PRESETS:
+        kind = "an external preset (run it with forgetlab simulate)" if name in _EXTERNAL \
+            else "unknown"
+        raise ValueError(f"preset '{name}' is {kind}; mixture presets: "
+                         f"{', '.join(sorted(_PRESETS))}")
+    config = parse_config(_PRESETS[name].data)
+    return config.with_updates(**overrides) if overrides else config
+
+
+register_preset("sft", "forward KL on new data (C2): the old weight decays to 0",
+                {"method": "sft", **_POP})
+register_preset("sft-em", "forward KL on new data with EM (beta <- rho(beta))",
+                {"method": "sft", "optimizer": "em", **_POP})
+register_preset("sft-replay-old", "forward KL with 30% old-data replay (C6): beta -> 0.3",
+                {"method": "sft", "knobs": {"replay": "old", "replay_fraction": 0.3}, **_POP})
+register_preset("sft-replay-initial", "forward KL with 30% replay of the frozen initial model",
+                {"method": "sft", "knobs": {"replay": "initial", "replay_fraction": 0.3},
+                 **_POP})
+register_preset("sft-replay-current", "forward KL with 30% self-replay: plain SFT, slower",
+                {"method": "sft", "knobs": {"replay": "current", "replay_fraction": 0.3},
+                 **_POP})
+register_preset("sft-finite", "forward KL on new data, minibatches of 64, 16 seeds",
+                {"method": "sft", **_FIN})
+register_preset("rl", "exact reverse KL to the target (C3): beta -> alpha, means -> (a, b)",
+                {"method": "rl", **_POP, "problem": {"alpha": 0.3}})
+register_preset("rl-finite", "reverse KL, on-policy REINFORCE with leave-one-out baseline",
+                {"method": "rl", **_FIN, "problem": {"alpha": 0.3}})
+register_preset("rl-verifiable", "KL-regularised RL, 0/1 new-task reward, reference q_0",
+                {"method": "rl", **_FIN, "learning_rate": 0.1,
+                 "knobs": {"reward": "verifiable", "radius": 1.5, "tau": 0.1,
+                           "reference": "initial"}})
+register_preset("replay-rl", "reverse KL with 50% old-data replay and importance weights (C7)",
+                {"method": "replay-rl", **_FIN, "batch_size": 16,
+                 "problem": {"alpha": 0.3, "beta0": 0.05},
+                 "knobs": {"replay": "old", "replay_fraction": 0.5}})
