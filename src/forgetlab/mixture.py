@@ -104,12 +104,12 @@ class TwoModeMixture:
     # -- geometry -----------------------------------------------------------------------
     def whiten(self, x: ArrayLike) -> Array:
         """z = L^{-1} x, x of shape ``[..., n, d]`` broadcast against the batch."""
-        return np.einsum("...ij,...nj->...ni", self._chol_inv, np.asarray(x, dtype=float))
+        return np.asarray(x, dtype=float) @ np.swapaxes(self._chol_inv, -1, -2)
 
     def precision_times(self, v: ArrayLike) -> Array:
         """Sigma^{-1} v for v of shape ``[..., n, d]``."""
         z = self.whiten(v)
-        return np.einsum("...ji,...nj->...ni", self._chol_inv, z)
+        return z @ self._chol_inv
 
     def separation(self) -> Array:
         """Delta_q = D(m_o, m_n), shape ``[...]``."""
@@ -170,9 +170,10 @@ class TwoModeMixture:
         n = int(n)
         batch = self.batch_shape
         is_old = rng.random((*batch, n)) < self.weight_old[..., None]
-        means = np.where(is_old[..., None], self.mean_old[..., None, :], self.mean_new[..., None, :])
+        means = np.where(is_old[..., None], self.mean_old[..., None, :],
+                         self.mean_new[..., None, :])
         noise = rng.standard_normal((*batch, n, self.dim))
-        return means + np.einsum("...ij,...nj->...ni", self.chol, noise), is_old
+        return means + noise @ np.swapaxes(self.chol, -1, -2), is_old
 
     def sample(self, n: int, rng: np.random.Generator) -> Array:
         """n draws per configuration, shape ``[..., n, d]``."""
