@@ -31,6 +31,7 @@ VARIANTS = ("two-mode", "single-mode")
 METHODS = ("forward_kl", "reverse_kl", "exact_reverse_kl")
 GAIN_THRESHOLD = 0.9
 NOISE_BLOCK = 8
+DEFAULT_SEEDS = 32
 
 #: The paper's settings: variant, iterations, and the (method, learning rate) runs.
 PRESETS: dict[str, tuple[str, int, tuple[tuple[str, float], ...]]] = {
@@ -179,7 +180,7 @@ def run_chen2025(
     method: str = "forward_kl",
     learning_rate: float | None = None,
     steps: int | None = None,
-    seeds: int = 32,
+    seeds: int = DEFAULT_SEEDS,
     seed: int = 0,
     samples: int = 1000,
 ) -> ChenResult:
@@ -232,12 +233,15 @@ def run_chen2025(
     )
 
 
-def run_preset(preset: str, seeds: int = 32, seed: int = 0) -> list[ChenResult]:
+def run_preset(
+    preset: str, seeds: int = DEFAULT_SEEDS, seed: int = 0, steps: int | None = None
+) -> list[ChenResult]:
     """One :class:`ChenResult` per (method, learning rate) of the paper's settings for ``preset``
-    ("chen2025-two-mode" or "chen2025-single-mode")."""
+    ("chen2025-two-mode" or "chen2025-single-mode"); ``steps`` overrides the paper's count."""
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
-    variant, steps, runs = PRESETS[preset]
+    variant, paper_steps, runs = PRESETS[preset]
+    steps = paper_steps if steps is None else steps
     return [run_chen2025(variant, m, lr, steps, seeds, seed) for m, lr in runs]
 
 
@@ -313,11 +317,16 @@ def plot_trajectories(results: list[ChenResult], path: str) -> None:
 
 
 def chen2025_cli_summary(
-    preset: str, seeds: int = 32, as_json: bool = False, plot: str | None = None, seed: int = 0
+    preset: str,
+    seeds: int | None = None,
+    as_json: bool = False,
+    plot: str | None = None,
+    seed: int = 0,
+    steps: int | None = None,
 ) -> str:
     """What ``forgetlab simulate --preset chen2025-...`` prints (JSON or table); writes the PNG
-    ``plot`` when given."""
-    results = run_preset(preset, seeds, seed)
+    ``plot`` when given.  ``seeds`` defaults to DEFAULT_SEEDS, ``steps`` to the paper's."""
+    results = run_preset(preset, DEFAULT_SEEDS if seeds is None else seeds, seed, steps)
     if plot is not None:
         plot_trajectories(results, plot)
     if as_json:

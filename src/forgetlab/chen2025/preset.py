@@ -1,0 +1,32 @@
+"""The two Chen et al. presets as external runners of ``forgetlab simulate``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from forgetlab.chen2025.run import PRESETS, chen2025_cli_summary
+
+_DESCRIPTIONS = {
+    "chen2025-two-mode": "Chen et al. 2025 two-mode toy: SFT (lr 0.15, 0.01) vs RL (lr 0.01), "
+    "drop and gain at gain >= 0.9",
+    "chen2025-single-mode": "Chen et al. 2025 single-mode toy: SFT (lr 0.05) vs RL (lr 0.005), "
+    "drop and gain at gain >= 0.9",
+}
+
+
+def _runner(name: str) -> Callable[[int | None, int | None, bool, str | None], None]:
+    def run(seeds: int | None, steps: int | None, as_json: bool, plot: str | None) -> None:
+        click.echo(chen2025_cli_summary(name, seeds, as_json, plot, steps=steps))
+
+    return run
+
+
+def register_presets() -> None:
+    """Register every entry of PRESETS with :func:`forgetlab.presets.register_external`."""
+    from forgetlab import presets
+
+    for name in PRESETS:
+        if presets.external(name) is None:
+            presets.register_external(name, _DESCRIPTIONS[name], _runner(name))
