@@ -41,3 +41,7 @@ main.add_command(reproduce)
 from forgetlab.cli.simulate import simulate  # noqa: E402
 
 main.add_command(simulate)
+
+from forgetlab.cli.theory import theory  # noqa: E402
+
+main.add_command(theory)

@@ -1,0 +1,81 @@
+"""``forgetlab theory``: every closed-form quantity and prediction of claims C2 to C7.
+
+The configuration comes from the built-in default, a TOML file (``--config``) and flags, in
+that order of precedence (flags win). Output: a table grouped by claim, or with ``--json`` one
+JSON object whose schema is documented in docs/cli.md (``schema_version`` 1).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from forgetlab.config import MixtureConfig
+from forgetlab.theory.summary import GROUPS, as_json, theory_summary
+
+# Flags for the main fields: (option, config key, help). Values are passed to the validated
+# configuration as given, so a bad value is reported with the field name and allowed range.
+_FLAGS = [
+    ("--dim", "dim", "output dimension d (integer >= 1)"),
+    ("--separation", "separation", "Delta = D(a, b) in (0, 40]"),
+    ("--alpha", "alpha", "target old weight in (0, 1)"),
+    ("--beta0", "beta0", "initial learner old weight in (0, 1)"),
+    ("--new-mean-start", "new_mean_start", "m_n(0) = a + t (b - a)"),
+    ("--cov", "cov", "shared variance (scalar > 0; matrices via --config)"),
+    ("--replay", "replay", "replay fraction lambda in [0, 1)"),
+    ("--batch-size", "batch_size", "batch size B (integer >= 1)"),
+    ("--step-size", "step_size", "gradient step size s > 0"),
+    ("--steps", "steps", "steps of the predicted trajectories (1 to 20000)"),
+]
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return "[" + ", ".join(f"{v:.6g}" for v in value) + "]"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.6g}"
+
+
+def _options(func: Any) -> Any:
+    for flag, key, text in reversed(_FLAGS):
+        func = click.option(flag, key, type=str, default=None, metavar="VALUE", help=text)(func)
+    return func
+
+
+@click.command("theory")
+@click.option("--config", "config_path", type=str, default=None, metavar="FILE.toml",
+              help="TOML file with configuration keys (unknown keys are rejected).")
+@_options
+@click.option("--json", "as_json_flag", is_flag=True, help="Print JSON (schema in docs/cli.md).")
+def theory(config_path: str | None, as_json_flag: bool, **flags: str | None) -> None:
+    """Print the theory's closed forms and predictions (claims C2 to C7) for a configuration.
+
+    Groups: overlap of the target modes; C2 forward KL (rho, weight identity, EM map, decay
+    laws); C3 reverse-KL optimum; C4 drift bounds along the exact reverse-KL flow; C5 Fisher
+    spectrum and contraction; C6 replay fixed points; C7 importance weights and starvation.
+    """
+    overrides = {key: value for key, value in flags.items() if value is not None}
+    config = (MixtureConfig.from_toml(config_path, **overrides) if config_path
+              else MixtureConfig.from_dict(overrides))
+    quantities = theory_summary(config)
+    if as_json_flag:
+        click.echo(json.dumps(as_json(config, quantities), indent=2))
+        return
+    console = Console()
+    for group, title in GROUPS.items():
+        table = Table(title=title, title_justify="left", show_lines=False)
+        table.add_column("quantity", style="bold")
+        table.add_column("value", justify="right")
+        table.add_column("meaning")
+        for q in quantities:
+            if q.group == group:
+                table.add_row(q.key, escape(_format(q.value)), escape(q.meaning))
+        console.print(table)

@@ -1,0 +1,170 @@
+"""The base mixture configuration, validated (pydantic) and loadable from TOML.
+
+A :class:`MixtureConfig` fixes one problem of the theory (theory.md section 1) and the knobs the
+predictions need:
+
+- target p* = alpha N(a, Sigma) + (1 - alpha) N(b, Sigma); a = 0 and b = separation * L e_1
+  (Sigma = L L^T, so D(a, b) = separation) unless ``old_mean`` and ``new_mean`` are given;
+- initial learner q_0 = beta0 N(a, Sigma) + (1 - beta0) N(m_n(0), Sigma) with
+  m_n(0) = ``learner_new_mean`` or a + new_mean_start (b - a);
+- replay fraction lambda, batch size B, step size s and the number of steps of the predicted
+  trajectories.
+
+The field names of the problem part match the ``[problem]`` table of a simulation configuration.
+Unknown keys, values outside their range, NaN or inf, mismatched dimensions and covariances that
+are not symmetric positive definite raise a one-line ``ValueError`` naming the field and the
+allowed range. Example TOML (every key optional)::
+
+    dim = 2
+    separation = 4.0
+    cov = [1.0, 2.0]          # a variance, a diagonal, or a full matrix
+    alpha = 0.3
+    beta0 = 0.5
+    replay = 0.2
+    batch_size = 16
+    step_size = 0.2
+    steps = 200
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from forgetlab._validation import as_covariance
+from forgetlab.gaussian import mahalanobis
+from forgetlab.mixture import TwoModeMixture
+
+MAX_SEPARATION = 40.0
+
+#: Allowed range of every field, quoted in validation messages.
+ALLOWED: dict[str, str] = {
+    "dim": "an integer >= 1",
+    "separation": f"a number in (0, {MAX_SEPARATION:g}]",
+    "old_mean": "a list of dim finite numbers",
+    "new_mean": "a list of dim finite numbers",
+    "cov": "a variance > 0, a list of dim variances > 0, or a symmetric positive definite "
+           "dim x dim matrix",
+    "alpha": "a number in (0, 1)",
+    "beta0": "a number in (0, 1)",
+    "new_mean_start": "a finite number",
+    "learner_new_mean": "a list of dim finite numbers",
+    "replay": "a number in [0, 1)",
+    "batch_size": "an integer >= 1",
+    "step_size": "a number > 0",
+    "steps": "an integer in [1, 20000]",
+}
+
+
+class MixtureConfig(BaseModel):
+    """One two-mode problem plus the knobs of the theory's predictions (see module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    dim: int = Field(2, ge=1, description="output dimension d")
+    separation: float = Field(4.0, gt=0.0, le=MAX_SEPARATION,
+                              description="Delta = D(a, b) when the means are not given")
+    old_mean: list[float] | None = Field(None, description="true old mean a")
+    new_mean: list[float] | None = Field(None, description="true new mean b")
+    cov: float | list[float] | list[list[float]] = Field(1.0, description="shared covariance")
+    alpha: float = Field(0.3, gt=0.0, lt=1.0, description="target old weight")
+    beta0: float = Field(0.5, gt=0.0, lt=1.0, description="initial learner old weight")
+    new_mean_start: float = Field(0.5, description="m_n(0) = a + new_mean_start (b - a)")
+    learner_new_mean: list[float] | None = Field(None, description="explicit m_n(0)")
+    replay: float = Field(0.2, ge=0.0, lt=1.0, description="replay fraction lambda")
+    batch_size: int = Field(16, ge=1, description="batch size B")
+    step_size: float = Field(0.2, gt=0.0, description="gradient step size s")
+    steps: int = Field(200, ge=1, le=20_000, description="steps of predicted trajectories")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MixtureConfig:
+        for name in ("old_mean", "new_mean", "learner_new_mean"):
+            value = getattr(self, name)
+            if value is not None and len(value) != self.dim:
+                raise ValueError(f"{name} has {len(value)} entries, expected dim = {self.dim}")
+        if (self.old_mean is None) != (self.new_mean is None):
+            raise ValueError("old_mean and new_mean must be given together (or neither)")
+        as_covariance(self.cov, self.dim, name="cov")
+        if self.old_mean is not None:
+            dist = float(mahalanobis(self.old_mean, self.new_mean, self.cov))
+            if not 0.0 < dist <= MAX_SEPARATION:
+                raise ValueError(f"D(old_mean, new_mean) = {dist:g} must lie in "
+                                 f"(0, {MAX_SEPARATION:g}]")
+        return self
+
+    # -- model objects ------------------------------------------------------------------
+    def covariance(self) -> np.ndarray:
+        """Sigma as a ``[d, d]`` matrix."""
+        return as_covariance(self.cov, self.dim, name="cov")
+
+    def target(self) -> TwoModeMixture:
+        """p* = alpha N(a, Sigma) + (1 - alpha) N(b, Sigma), batch shape ``[]``."""
+        cov = self.covariance()
+        if self.old_mean is not None and self.new_mean is not None:
+            a, b = np.asarray(self.old_mean, float), np.asarray(self.new_mean, float)
+        else:
+            a = np.zeros(self.dim)
+            b = self.separation * np.linalg.cholesky(cov)[:, 0]
+        return TwoModeMixture(self.alpha, a, b, cov)
+
+    def initial(self) -> TwoModeMixture:
+        """q_0 = beta0 N(a, Sigma) + (1 - beta0) N(m_n(0), Sigma) (old component correct)."""
+        p = self.target()
+        a, b = p.mean_old, p.mean_new
+        start = (np.asarray(self.learner_new_mean, float) if self.learner_new_mean is not None
+                 else a + self.new_mean_start * (b - a))
+        return TwoModeMixture(self.beta0, a, start, p.cov)
+
+    def resolved(self) -> dict[str, Any]:
+        """Every field with the means and covariance made explicit (JSON-ready)."""
+        p, q0 = self.target(), self.initial()
+        data = self.model_dump()
+        data.update(old_mean=p.mean_old.tolist(), new_mean=p.mean_new.tolist(),
+                    cov=p.cov.tolist(), learner_new_mean=q0.mean_new.tolist(),
+                    separation=float(p.separation()))
+        return data
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MixtureConfig:
+        """Validate a mapping; errors become one ``ValueError`` line naming the field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise ValueError(_one_line(err)) from None
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> MixtureConfig:
+        """Load a TOML file (unknown keys rejected); ``overrides`` replace keys of the file."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"config file {str(path)!r} cannot be read: "
+                             f"{getattr(err, 'strerror', None) or err}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+        return cls.from_dict({**data, **overrides})
+
+    def updated(self, **changes: Any) -> MixtureConfig:
+        """A validated copy with some fields replaced."""
+        return self.from_dict({**self.model_dump(exclude_unset=True), **changes})
+
+
+def _one_line(err: ValidationError) -> str:
+    """The first validation error as 'field: problem (allowed: range)'."""
+    first = err.errors()[0]
+    loc = [str(x) for x in first["loc"]]
+    field = loc[0] if loc else ""
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        return f"unknown config key {field!r} (allowed keys: {', '.join(ALLOWED)})"
+    if not field:
+        head = msg.replace("(", " ").split()[0] if msg else ""
+        hint = f" (allowed: {ALLOWED[head]})" if head in ALLOWED else ""
+        return f"config: {msg}{hint}"
+    return f"config field {field!r}: {msg} (allowed: {ALLOWED.get(field, 'see docs')})"
