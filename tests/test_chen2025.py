@@ -247,6 +247,8 @@ def test_deterministic_and_seed_count_independent():
     np.testing.assert_array_equal(a.params[:2], c.params)
     np.testing.assert_array_equal(a.acc_old[:2], c.acc_old)
     assert not np.array_equal(c.params, d.params)
+    e = run_chen2025("two-mode", "reverse_kl", steps=30, seeds=5, seed=4, samples=200, workers=2)
+    np.testing.assert_array_equal(a.params, e.params)
 
 
 def test_two_mode_forward_kl_drops_more_than_rl():
@@ -285,6 +287,20 @@ def test_exact_reverse_kl_returns_to_target_weight():
     final = exact.params[0, -1]
     assert final[0] == pytest.approx(0.75, abs=0.01)
     assert final[3] == pytest.approx(3.5, abs=0.01)
+
+
+def test_simulate_command_runs_the_preset():
+    from click.testing import CliRunner
+
+    from forgetlab.cli import main
+
+    args = ["simulate", "--preset", "chen2025-two-mode", "--seeds", "2", "--steps", "50"]
+    out = CliRunner().invoke(main, [*args, "--json"])
+    assert out.exit_code == 0, out.output
+    runs = json.loads(out.output)["runs"]
+    assert [r["method"] for r in runs] == ["forward_kl", "forward_kl", "reverse_kl"]
+    bad = CliRunner().invoke(main, ["simulate", "--preset", "chen2025-single-mode", "--seeds", "0"])
+    assert bad.exit_code == 2
 
 
 def test_cli_summary_json_and_table(tmp_path):

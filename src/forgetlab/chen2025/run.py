@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,10 +133,9 @@ def _noise_blocks(gens: list[np.random.Generator], steps: int, samples: int) -> 
         yield buf[:, :k]
 
 
-def train(
+def _train_serial(
     grad: Grad, init: Array, lr: float, gens: list[np.random.Generator], steps: int, samples: int
 ) -> tuple[Array, NDArray[np.int64]]:
-    """Projected gradient descent for every seed at once: ``(params [S, T+1, P], diverged [S])``."""
     n_seeds = len(gens)
     theta = np.tile(init, (n_seeds, 1))
     traj = np.empty((n_seeds, steps + 1, init.size))
@@ -155,6 +155,34 @@ def train(
                 t += 1
                 traj[:, t] = theta
     return traj, diverged
+
+
+def train(
+    grad: Grad,
+    init: Array,
+    lr: float,
+    gens: list[np.random.Generator],
+    steps: int,
+    samples: int,
+    workers: int = 1,
+) -> tuple[Array, NDArray[np.int64]]:
+    """Projected gradient descent for every seed at once: ``(params [S, T+1, P], diverged [S])``.
+
+    ``workers > 1`` splits the seeds into that many contiguous groups run in threads (numpy
+    releases the GIL in its array loops and samplers); seeds are independent, so the numbers
+    are identical for every ``workers``.
+    """
+    groups = [g for g in np.array_split(np.arange(len(gens)), max(1, workers)) if g.size]
+    if len(groups) == 1:
+        return _train_serial(grad, init, lr, gens, steps, samples)
+    with ThreadPoolExecutor(len(groups)) as pool:
+        parts = list(
+            pool.map(
+                lambda g: _train_serial(grad, init, lr, [gens[i] for i in g], steps, samples),
+                groups,
+            )
+        )
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _train_exact(init: Array, lr: float, steps: int) -> Array:
@@ -183,6 +211,7 @@ def run_chen2025(
     seeds: int = DEFAULT_SEEDS,
     seed: int = 0,
     samples: int = 1000,
+    workers: int = 1,
 ) -> ChenResult:
     """Train the Chen et al. learner and record its overlap metrics at every step.
 
@@ -191,7 +220,8 @@ def run_chen2025(
     two-mode only; deterministic, identical for every seed).  ``learning_rate`` and ``steps``
     default to the paper's (two-mode: 0.15 forward, 0.01 reverse, 200 steps; single-mode: 0.05
     forward, 0.005 reverse, 1000 steps).  ``seeds`` independent runs of ``samples`` draws per
-    step, generators spawned from ``SeedSequence(seed)``.
+    step, generators spawned from ``SeedSequence(seed)``; ``workers`` threads share the seeds
+    (same numbers for any value).
 
     >>> run_chen2025("two-mode", "reverse_kl", seeds=4).summary().stop_step is not None
     True
@@ -210,6 +240,7 @@ def run_chen2025(
     seeds = _as_count(seeds, "seeds", 1)
     seed = _as_count(seed, "seed", 0)
     samples = _as_count(samples, "samples", 1)
+    workers = _as_count(workers, "workers", 1)
     two = variant == "two-mode"
     init = np.array(model.INIT_TWO_MODE if two else model.INIT_SINGLE_MODE)
     if method == "exact_reverse_kl":
@@ -217,7 +248,9 @@ def run_chen2025(
         diverged = np.full(seeds, -1, dtype=np.int64)
     else:
         gens = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(seeds)]
-        params, diverged = train(_FINITE_GRADS[variant, method], init, lr, gens, steps, samples)
+        params, diverged = train(
+            _FINITE_GRADS[variant, method], init, lr, gens, steps, samples, workers
+        )
     acc_old, acc_new = overlap_accuracy(params, grid_for(init.size))
     return ChenResult(
         variant=variant,
