@@ -25,7 +25,8 @@ def _problem(batch_size: int, dim: int = 1) -> Problem:
 
 def _params(n_seeds: int, dim: int = 1, beta: float = 0.25) -> MixtureParams:
     shape = (1, n_seeds)
-    return MixtureParams(np.full(shape, beta), np.broadcast_to(np.r_[0.4, 0.2][:dim], (*shape, dim)),
+    return MixtureParams(np.full(shape, beta),
+                         np.broadcast_to(np.r_[0.4, 0.2][:dim], (*shape, dim)),
                          np.broadcast_to(np.r_[2.2, -0.3][:dim], (*shape, dim)))
 
 
