@@ -23,9 +23,9 @@ eta, step s):
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, logit
+from scipy.special import logit
 
-from forgetlab import population
+from forgetlab import population, theory
 from forgetlab.claims.base import ClaimContext, ClaimResult, new_result
 from forgetlab.dynamics import simulate
 from forgetlab.mixture import TwoModeMixture
@@ -99,18 +99,6 @@ def _condition(res: ClaimResult) -> None:
     res.parameters["condition_grid"] = {"beta": [1e-6, 1 - 1e-6, 60], "separation": seps}
 
 
-def _overlap_free(beta0: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """beta(t) of eta_{t+1} = eta_t - s sigmoid(eta_t), read at ``steps``, ``[C, T]``."""
-    eta = logit(beta0).astype(float)
-    out = np.empty((len(beta0), len(steps)))
-    marks = {int(t): k for k, t in enumerate(steps)}
-    for t in range(int(steps[-1]) + 1):
-        if t in marks:
-            out[:, marks[t]] = expit(eta)
-        eta = eta - STEP * expit(eta)
-    return out
-
-
 def _decay(res: ClaimResult, traj: Trajectory, ax: object) -> None:
     beta = traj.weight_old[:, 0, :]  # [C, T]
     steps = traj.steps
@@ -119,8 +107,11 @@ def _decay(res: ClaimResult, traj: Trajectory, ax: object) -> None:
               0.0, "floating point", kind="upper_bound")
     rho = _rho(traj)[:, 0, :]
     widths = np.diff(steps)
-    bound = STEP * np.sum(rho[:, :-1] * widths, axis=-1)  # rho decreasing along the run
-    pred = _overlap_free(beta[:, 0], steps)
+    # beta and rho decrease along the run, so left endpoints bound the sums over every step.
+    neglected = STEP * np.sum(rho[:, :-1] * widths, axis=-1)
+    euler = 0.5 * STEP**2 * np.sum(beta[:, :-1] ** 2 * widths, axis=-1)
+    bound = neglected + euler
+    pred = theory.separated_weight(steps[None, :], beta[:, :1], STEP)
     half = steps >= steps[-1] / 2
     fit = np.polyfit(np.log(steps[half]), np.log(beta[:, half]).T, 1)[0]
     fit_pred = np.polyfit(np.log(steps[half]), np.log(pred[:, half]).T, 1)[0]
@@ -130,10 +121,14 @@ def _decay(res: ClaimResult, traj: Trajectory, ax: object) -> None:
                 f"logit beta(T), Delta={d:g}, beta0={b0:g} vs overlap-free 1/t recursion",
                 logit(pred[c, -1]), logit(beta[c, -1]), bound[c], "step-size error")
         chi2 = np.expm1(d**2)
+        asym = float(theory.asymptotic_weight(steps[-1], d, STEP, corrected=True))
         res.notes.append(
             f"Delta={d:g}, beta0={b0:g}: beta(T)={beta[c, -1]:.3g}, fitted exponent of beta vs t "
             f"on the last half {fit[c]:.3f} (overlap-free prediction {fit_pred[c]:.3f}); "
-            f"beta chi^2 = {beta[c, -1] * chi2:.3g} (asymptotic t^-1/2 law once this is << 1)")
+            f"beta chi^2 = {beta[c, -1] * chi2:.3g}"
+            + (f"; asymptotic law (2 s chi^2 t)^-1/2 (corrected) gives {asym:.3g} at T "
+               f"(valid once beta << e^(-3 Delta^2/2) = "
+               f"{float(theory.regime_thresholds(d)[1]):.3g})" if d <= 2 else ""))
         if b0 == 0.5:
             theory_vs_sim(ax, steps[1:], pred[c, 1:], beta[c, 1:], color_index=SEPARATIONS.index(d),
                           name=f"Delta={d:g}")
