@@ -44,6 +44,7 @@ TOLERANCE_SOURCES = (
     "quadrature error",
     "Monte Carlo standard error",
     "step-size error",
+    "iteration error",
     "floating point",
 )
 

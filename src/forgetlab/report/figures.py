@@ -58,19 +58,26 @@ def theory_vs_sim(
     measured: ArrayLike | None,
     stderr: ArrayLike | None = None,
     color_index: int = 0,
-    name: str = "",
+    name: str | None = "",
     x_measured: ArrayLike | None = None,
+    labels: tuple[str, str] = ("theory", "simulation"),
 ) -> None:
-    """Theory as a line and simulation as markers (with +-2 standard errors when given)."""
+    """Theory as a line and simulation as markers (with +-2 standard errors when given).
+
+    ``name`` is appended to the legend labels; ``None`` keeps the series out of the legend.
+    """
     color = SIM_COLORS[color_index % len(SIM_COLORS)]
     suffix = f" ({name})" if name else ""
+    th_label, sim_label = (
+        ("_nolegend_", "_nolegend_") if name is None else (labels[0] + suffix, labels[1] + suffix)
+    )
     x = np.asarray(x, dtype=float)
     if theory is not None:
         style = dict(THEORY_STYLE)
         if color_index:
             style["color"] = color
             style["linestyle"] = "--"
-        ax.plot(x, np.asarray(theory, dtype=float), label=f"theory{suffix}", **style)
+        ax.plot(x, np.asarray(theory, dtype=float), label=th_label, **style)
     if measured is not None:
         xm = x if x_measured is None else np.asarray(x_measured, dtype=float)
         y = np.asarray(measured, dtype=float)
@@ -80,11 +87,11 @@ def theory_vs_sim(
         if stderr is not None:
             ax.errorbar(
                 xm[sel], y[sel], yerr=2.0 * np.asarray(stderr, dtype=float)[sel], fmt="o",
-                color=color, markersize=3.5, capsize=2, label=f"simulation{suffix}",
+                color=color, markersize=3.5, capsize=2, label=sim_label,
             )
         else:
             ax.plot(xm[sel], y[sel], "o", color=color, markersize=3.5, markerfacecolor="none",
-                    label=f"simulation{suffix}")
+                    label=sim_label)
 
 
 def heatmap(
