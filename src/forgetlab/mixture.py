@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import expit, logsumexp
+from scipy.special import expit
 
 from forgetlab._validation import as_covariance, as_finite, as_means
 
@@ -64,8 +64,10 @@ class TwoModeMixture:
         self.mean_old: Array = np.broadcast_to(m_o, (*batch, dim))
         self.mean_new: Array = np.broadcast_to(m_n, (*batch, dim))
         self.cov: Array = np.broadcast_to(sigma, (*batch, dim, dim))
-        self.chol: Array = np.linalg.cholesky(self.cov)
-        self._chol_inv: Array = np.linalg.inv(self.chol)
+        self._cov_base = sigma  # factorised once, not once per configuration of the batch
+        chol = np.linalg.cholesky(sigma)
+        self.chol: Array = np.broadcast_to(chol, (*batch, dim, dim))
+        self._chol_inv: Array = np.broadcast_to(np.linalg.inv(chol), (*batch, dim, dim))
 
     def __repr__(self) -> str:
         return (f"TwoModeMixture(batch_shape={self.batch_shape}, dim={self.dim}, "
@@ -89,11 +91,11 @@ class TwoModeMixture:
     def with_params(self, weight_old: ArrayLike, mean_old: ArrayLike, mean_new: ArrayLike
                     ) -> TwoModeMixture:
         """The same covariance with new parameters."""
-        return TwoModeMixture(weight_old, mean_old, mean_new, self.cov)
+        return TwoModeMixture(weight_old, mean_old, mean_new, self._cov_base)
 
     def swapped(self) -> TwoModeMixture:
         """The same distribution with the labels exchanged: (1 - beta, m_n, m_o)."""
-        return TwoModeMixture(1.0 - self.weight_old, self.mean_new, self.mean_old, self.cov)
+        return TwoModeMixture(1.0 - self.weight_old, self.mean_new, self.mean_old, self._cov_base)
 
     def require_learner(self, name: str = "learner") -> TwoModeMixture:
         """Check that beta lies strictly inside (0, 1), as a learner's weight must."""
@@ -151,7 +153,7 @@ class TwoModeMixture:
         x = np.asarray(x, dtype=float)
         lp_o, lp_n = self.component_log_probs(x)
         lw_o, lw_n = self._log_weights()
-        log_q = logsumexp(np.stack([lw_o + lp_o, lw_n + lp_n]), axis=0)
+        log_q = np.logaddexp(lw_o + lp_o, lw_n + lp_n)
         r_o = np.exp(lw_o + lp_o - log_q)
         d_beta = np.exp(lp_o - log_q) - np.exp(lp_n - log_q)
         d_mo = r_o[..., None] * self.precision_times(x - self.mean_old[..., None, :])
