@@ -135,8 +135,9 @@ def asymptotic_weight(
         return np.exp(-log_c1 - np.log(time))
     log_scale = 0.5 * (np.log(2.0 * s * time) + log_c1)
     out = np.exp(-log_scale)
-    if corrected:
-        out = out * (1.0 + np.exp(d2 + np.logaddexp(0.0, d2) - log_scale))
+    if corrected:  # the factor can exceed float64 (large Delta): cap its log at 700
+        out = np.exp(-log_scale + np.logaddexp(0.0, np.minimum(
+            d2 + np.logaddexp(0.0, d2) - log_scale, 700.0)))
     return out
 
 
