@@ -196,3 +196,11 @@ def test_toml_round_trip(tmp_path) -> None:
     traj = simulate(cfg)
     assert traj.mean_old.shape == (1, 1, 4, 2)
     np.testing.assert_allclose(np.linalg.norm(traj.target_mean_new[0, 0, 0]), 3.0)
+
+
+def test_exact_metrics_can_be_switched_off() -> None:
+    on = simulate(_finite(2))
+    off = simulate(_finite(2).with_updates(exact_metrics=False))
+    np.testing.assert_array_equal(on.weight_old, off.weight_old)
+    assert "kl_reverse" in on.metrics and "kl_reverse" not in off.metrics
+    np.testing.assert_array_equal(on.drift_sup, off.drift_sup)

@@ -150,11 +150,13 @@ def _select(mask: Array, new: MixtureParams, old: MixtureParams) -> MixtureParam
 
 def run(method: Method, problem: Problem, params0: MixtureParams, steps: int, stride: int,
         opt: Optimiser, rng: Streams | None = None, bounds: Bounds | None = None,
-        progress: Callable[[int], None] | None = None) -> tuple[Recorder, Array]:
+        progress: Callable[[int], None] | None = None, exact_metrics: bool = True
+        ) -> tuple[Recorder, Array]:
     """Train ``params0`` (``[C, S]``) for ``steps`` steps; record every ``stride`` steps.
 
     Returns the filled :class:`~forgetlab.trajectory.Recorder` and ``diverged_step [C, S]``
-    (-1 where the run stayed sane). ``progress(t)`` is called after each recorded step.
+    (-1 where the run stayed sane). ``progress(t)`` is called after each recorded step;
+    ``exact_metrics=False`` skips the engine's misassignments and KLs at the records.
     """
     bounds = bounds or Bounds()
     shape = params0.weight_old.shape
@@ -162,7 +164,7 @@ def run(method: Method, problem: Problem, params0: MixtureParams, steps: int, st
     coords = to_coordinates(params, opt.coordinate)
     stepper = _Stepper(opt, coords)
     state = method.init_state(problem, params)
-    rec = Recorder(shape, problem.dim, steps, stride)
+    rec = Recorder(shape, problem.dim, steps, stride, exact_metrics)
     recorded = set(rec.steps.tolist())
     rec.record(problem.learner(params), problem.target)
     active = np.ones(shape, dtype=bool)
@@ -195,7 +197,7 @@ def run(method: Method, problem: Problem, params0: MixtureParams, steps: int, st
 
 _SHARED = ("method", "regime", "steps", "stride", "weight_coordinate", "weight_clip", "optimizer",
            "adam_beta1", "adam_beta2", "adam_eps", "batch_size", "seeds", "max_logit",
-           "max_distance")
+           "max_distance", "exact_metrics")
 
 
 def _batched_method(configs: Sequence[SimulationConfig]) -> Method:
@@ -264,7 +266,8 @@ def simulate(config: SimulationConfig | Sequence[SimulationConfig],
     rng = None if first.regime == "population" else Streams([c.seed for c in configs], ids,
                                                              n_seeds)
     rec, diverged = run(method, problem, params0, first.steps, first.stride, opt, rng,
-                        Bounds(first.max_logit, first.max_distance), progress)
+                        Bounds(first.max_logit, first.max_distance), progress,
+                        first.exact_metrics)
     return Trajectory(
         steps=rec.steps, weight_old=rec.weight_old, mean_old=rec.mean_old,
         mean_new=rec.mean_new, metrics={**rec.metrics, **rec.diagnostics},

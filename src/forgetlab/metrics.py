@@ -20,8 +20,8 @@ from forgetlab.mixture import TwoModeMixture
 
 Array = NDArray[np.float64]
 
-SNAPSHOT_FIELDS = ("drift", "separation", "new_mode_error", "eps_q", "rho_q", "eps_star",
-                   "rho_star", "kl_reverse", "kl_forward")
+GEOMETRY_FIELDS = ("drift", "separation", "new_mode_error")
+EXACT_FIELDS = ("eps_q", "rho_q", "eps_star", "rho_star", "kl_reverse", "kl_forward")
 
 
 def distance(mix: TwoModeMixture, u: Array, v: Array) -> Array:
@@ -40,13 +40,20 @@ def starvation_probability(beta: Array, batch_size: int) -> Array:
     return np.exp(batch_size * np.log1p(-np.asarray(beta, dtype=float)))
 
 
-def snapshot(learner: TwoModeMixture, target: TwoModeMixture) -> dict[str, Array]:
-    """Every recorded measure of one time point (exact), each ``[C, S]``."""
-    soft = population.soft_misassignments(learner, target)
-    return {
+def snapshot(learner: TwoModeMixture, target: TwoModeMixture, exact: bool = True
+             ) -> dict[str, Array]:
+    """The recorded measures of one time point, each ``[C, S]``: the geometry (closed form)
+    and, when ``exact``, the misassignments and KLs from the population engine."""
+    geometry = {
         "drift": drift(learner, target),
         "separation": learner.separation(),
         "new_mode_error": distance(learner, learner.mean_new, target.mean_new),
+    }
+    if not exact:
+        return geometry
+    soft = population.soft_misassignments(learner, target)
+    return {
+        **geometry,
         "eps_q": soft["eps_q"], "rho_q": soft["rho_q"],
         "eps_star": soft["eps_star"], "rho_star": soft["rho_star"],
         "kl_reverse": population.kl_divergence(learner, target),

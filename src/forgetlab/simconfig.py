@@ -118,6 +118,7 @@ class SimulationConfig(_Strict):
     seed: int = Field(0, ge=0)
     max_logit: float = Field(40.0, gt=0.0)
     max_distance: float = Field(1e3, gt=0.0)
+    exact_metrics: bool = True
     problem: ProblemConfig = ProblemConfig()
 
     @model_validator(mode="after")

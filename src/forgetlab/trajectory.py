@@ -1,12 +1,13 @@
 """Recorded training runs: arrays ``[config, seed, time]`` at a stride, and a streaming recorder.
 
 A :class:`Trajectory` holds, at the recorded steps ``steps [T]``: the parameters
-(``weight_old [C, S, T]``, ``mean_old``/``mean_new [C, S, T, d]``), the measures of
-:func:`forgetlab.metrics.snapshot` (drift, separation, soft misassignments, KL both ways,
-new-mode error), running extremes over *every* step (``drift_sup``, ``weight_min``), counts of
-starved batches and the largest importance weight since the previous record (1 on-policy), the
-per-method diagnostics (their mean since the previous record, 0 at step 0), and divergence
-information (``diverged_step [C, S]``, -1 for a healthy run).
+(``weight_old [C, S, T]``, ``mean_old``/``mean_new [C, S, T, d]``); the measures of
+:func:`forgetlab.metrics.snapshot` (drift, separation, new-mode error and, unless
+``exact_metrics`` is off, the soft misassignments and KL both ways); running extremes over
+*every* step (``drift_sup``, ``weight_min``); counts of starved batches and the largest
+importance weight since the previous record (1 on-policy); the per-method diagnostics (their
+mean since the previous record, 0 at step 0); and divergence information
+(``diverged_step [C, S]``, -1 for a healthy run).
 
 :class:`Recorder` preallocates the T records, so memory does not grow with the number of
 unrecorded steps.
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from forgetlab.metrics import SNAPSHOT_FIELDS, drift, snapshot, summary
+from forgetlab.metrics import EXACT_FIELDS, GEOMETRY_FIELDS, drift, snapshot, summary
 from forgetlab.mixture import MixtureParams, TwoModeMixture
 
 Array = NDArray[np.float64]
@@ -94,13 +95,16 @@ class Recorder:
     """Streams a run into preallocated ``[C, S, T]`` arrays; call :meth:`observe` every step
     (running extremes, starvation counts) and :meth:`record` at the recorded steps."""
 
-    def __init__(self, shape: tuple[int, int], dim: int, steps: int, stride: int) -> None:
+    def __init__(self, shape: tuple[int, int], dim: int, steps: int, stride: int,
+                 exact_metrics: bool = True) -> None:
+        self.exact_metrics = exact_metrics
         self.steps = record_steps(steps, stride)
         n_t = len(self.steps)
         self.weight_old = np.empty((*shape, n_t))
         self.mean_old = np.empty((*shape, n_t, dim))
         self.mean_new = np.empty((*shape, n_t, dim))
-        names = (*SNAPSHOT_FIELDS, "drift_sup", "weight_min", "starved", "max_weight")
+        exact = EXACT_FIELDS if exact_metrics else ()
+        names = (*GEOMETRY_FIELDS, *exact, "drift_sup", "weight_min", "starved", "max_weight")
         self.metrics = {k: np.empty((*shape, n_t)) for k in names}
         self.diagnostics: dict[str, Array] = {}
         self._drift_sup = np.zeros(shape)
@@ -138,7 +142,7 @@ class Recorder:
         self.mean_new[..., t, :] = learner.mean_new
         self._drift_sup = np.maximum(self._drift_sup, drift(learner, target))
         self._weight_min = np.minimum(self._weight_min, beta)
-        for name, value in snapshot(learner, target).items():
+        for name, value in snapshot(learner, target, self.exact_metrics).items():
             self.metrics[name][..., t] = value
         self.metrics["drift_sup"][..., t] = self._drift_sup
         self.metrics["weight_min"][..., t] = self._weight_min
