@@ -45,6 +45,7 @@ TOLERANCE_SOURCES = (
     "Monte Carlo standard error",
     "step-size error",
     "iteration error",
+    "asymptotic correction",
     "floating point",
 )
 
