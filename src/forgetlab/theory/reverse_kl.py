@@ -37,7 +37,11 @@ def optimum_gradient(target: TwoModeMixture) -> MixtureParams:
 
 
 def separated_weight_gradient(weight_old: ArrayLike, alpha: ArrayLike) -> Array:
-    """Separated-mode limit of d/dbeta L_R at (m_o, m_n) = (a, b): logit(beta) - logit(alpha)."""
+    """Separated-mode limit of d/dbeta L_R at (m_o, m_n) = (a, b): logit(beta) - logit(alpha).
+
+    Error bound (log(1 + y) <= sqrt(y), E_{phi_a}[sqrt(phi_b / phi_a)] = BC): with
+    r_w = sqrt((1 - w)/w), |exact - limit| <= (max(r_beta, r_alpha) + max(1/r_beta, 1/r_alpha)) BC.
+    """
     beta = as_finite(weight_old, "weight_old", low=0.0, high=1.0, open_low=True, open_high=True)
     a = as_finite(alpha, "alpha", low=0.0, high=1.0, open_low=True, open_high=True)
     return logit(beta) - logit(a)
