@@ -72,11 +72,12 @@ There is no restoring force towards the initial model: the EMA follows the stude
   but not the size: lam cancels, because a stronger pull closes the same distance faster.
 * lam = 0: every student equal to its teacher is a fixed point, so in the population nothing
   moves and the new skill is never learned. In finite batches the rest point performs a random
-  walk: E[delta_t^2] grows linearly with slope T^2 tr(Sigma^{-1} Cov(xi)), xi the per-step
-  noise of the old mean's update (:func:`random_walk_slope`). This needs an estimator whose
-  noise does not vanish at q = teacher (forward KL on the student's samples with weights T/q;
-  reverse KL without baseline). Reverse KL with a baseline has zero noise at q = teacher, and
-  then nothing moves at all.
+  walk: E[delta_t^2] grows linearly with slope (tau / (tau + S))^2 tr(Sigma^{-1} Cov(xi)), xi
+  the per-step noise of the old mean's update (:func:`random_walk_slope`). This needs an
+  estimator whose noise does not vanish at q = teacher: a score-function estimator without
+  baseline (for forward KL, f = -T/q = -1 there, so the batch mean of the scores remains).
+  With a leave-one-out baseline the centred signal is identically 0 at q = teacher for both
+  divergences, and then nothing moves at all.
 * nu > 0: when the student tracks its teacher, beta = (1 - nu) bar(beta) and
   bar(beta) <- (1 - tau_ema nu) bar(beta) roughly: geometric decay
   (:func:`sdft_weight_factor` gives the per-step factor of the linearised student-EMA pair).
@@ -224,10 +225,17 @@ def sdft_drift(step_old: ArrayLike, step_new: ArrayLike, tau_ema: ArrayLike,
 
 
 def random_walk_slope(step: ArrayLike, tau_ema: ArrayLike, noise_var: ArrayLike) -> Array:
-    """d E[delta_t^2] / dt = T^2 v for lam_demo = 0, v = tr(Sigma^{-1} Cov(xi)) the Mahalanobis
-    variance of the per-step noise xi of the old mean's update, T from :func:`ema_transmission`."""
+    """d E[delta_t^2] / dt = (tau / (tau + S))^2 v for lam_demo = 0.
+
+    v = tr(Sigma^{-1} Cov(xi)) is the Mahalanobis variance of the per-step noise xi added to the
+    old mean's update, S its contraction step towards the teacher. Noise enters the student
+    directly (not through S), so (tau / S) w + bar(w) moves by (tau / S) xi and the rest point by
+    tau xi / (tau + S).
+    """
+    s = as_finite(step, "step", low=0.0, high=1.0, open_low=True)
+    tau = as_finite(tau_ema, "tau_ema", low=0.0, high=1.0, open_low=True)
     v = as_finite(noise_var, "noise_var", low=0.0)
-    return ema_transmission(step, tau_ema) ** 2 * v
+    return (tau / (tau + s)) ** 2 * v
 
 
 def sdft_weight_factor(tau_ema: ArrayLike, nu: ArrayLike, contraction: ArrayLike = 0.0) -> Array:

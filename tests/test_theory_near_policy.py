@@ -1,0 +1,178 @@
+"""C8 predictions against direct computation and against simulation of the methods."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+from scipy.special import expit, logit
+
+from forgetlab import population, simulate
+from forgetlab.methods import make_method
+from forgetlab.methods.base import Problem
+from forgetlab.mixture import MixtureParams, TwoModeMixture
+from forgetlab.simconfig import SimulationConfig
+from forgetlab.theory.near_policy import (
+    anchored_retained_log_odds,
+    anchored_tilt_exponent,
+    ball_success_probability,
+    entropic_logit_gradient,
+    linear_tilt,
+    log_tilt_normaliser,
+    random_walk_slope,
+    sdft_drift,
+    sdft_weight_factor,
+    tilt_log_odds,
+)
+
+N_SE = 4.0
+
+
+def test_ball_probability_and_normaliser() -> None:
+    cov = np.diag([1.0, 2.0, 0.5])
+    m, c, rho = np.array([0.5, -0.2, 0.3]), np.array([1.0, 0.0, 0.0]), 1.3
+    p = ball_success_probability(m, c, rho, cov)
+    x = np.random.default_rng(0).multivariate_normal(m, cov, 400_000)
+    inside = np.sum((x - c) ** 2 / np.diag(cov), -1) <= rho**2
+    assert abs(inside.mean() - p) <= N_SE * inside.std() / np.sqrt(len(x))
+    gam = np.array([0.0, 0.7, 3.0, 800.0])
+    direct = np.log1p(np.expm1(gam[:3]) * 0.2)
+    np.testing.assert_allclose(log_tilt_normaliser(gam[:3], 0.2), direct, rtol=1e-12)
+    extreme = log_tilt_normaliser(gam, np.array([0.0, 1.0, 1e-300, 0.5]))
+    assert np.all(np.isfinite(extreme))
+
+
+def test_entropic_logit_gradient_matches_the_method() -> None:
+    """beta Z_o / Z - beta = beta (1 - beta) dJ/dbeta from the exact population gradient."""
+    cov = np.array([[1.5, 0.4], [0.4, 0.8]])
+    target = TwoModeMixture(np.full((1, 1), 0.4), [0.0, 0.0], [2.5, -1.0], cov)
+    problem = Problem(target, target)
+    params = MixtureParams(np.full((1, 1), 0.35), np.array([[[0.3, -0.2]]]),
+                           np.array([[[1.8, -0.4]]]))
+    gamma, rho = 1.7, 1.1
+    method = make_method("ttt-discover", adaptive_gamma=False, gamma=gamma, radius=rho)
+    g = method.gradient(problem, params, {}, 0, None).grad
+    p_o = ball_success_probability([0.3, -0.2], [2.5, -1.0], rho, cov)
+    p_n = ball_success_probability([1.8, -0.4], [2.5, -1.0], rho, cov)
+    pred = entropic_logit_gradient(0.35, log_tilt_normaliser(gamma, p_o),
+                                   log_tilt_normaliser(gamma, p_n))
+    np.testing.assert_allclose(-0.35 * 0.65 * g.weight_old[0, 0], pred, rtol=1e-10)
+
+
+def test_anchored_fixed_point_by_mirror_ascent_on_a_grid() -> None:
+    """Mirror ascent on log E_q[e^{gamma R}] - kappa KL(q || q_0) over all densities (1-D grid)
+    converges to q_0 e^{g R} with the exact g; the linearised g = gamma / kappa differs."""
+    x = np.linspace(-10, 18, 8001)
+    b, rho, gamma, kappa = 6.0, 1.0, 2.0, 0.5
+    log_q0 = np.logaddexp(np.log(0.4) + stats.norm.logpdf(x, 0, 1),
+                          np.log(0.6) + stats.norm.logpdf(x, 4.5, 1))
+    log_q0 -= np.log(np.sum(np.exp(log_q0)))
+    r = (np.abs(x - b) <= rho).astype(float)
+    log_q = log_q0.copy()
+    for _ in range(3000):
+        q = np.exp(log_q)
+        w = np.exp(gamma * r) / np.sum(q * np.exp(gamma * r))
+        log_q = log_q + 0.3 * (w - kappa * (log_q - log_q0))
+        log_q -= np.log(np.sum(np.exp(log_q)))
+    p0 = np.sum(np.exp(log_q0) * r)
+    g = float(anchored_tilt_exponent(gamma, kappa, p0))
+    pred = log_q0 + g * r
+    pred -= np.log(np.sum(np.exp(pred)))
+    assert np.max(np.abs(log_q - pred)) < 1e-8
+    g_lin = float(anchored_tilt_exponent(gamma, kappa, p0, linearised=True))
+    assert abs(g_lin - g) > 0.5
+    # retained odds: latent old mass of q_0 e^{g R}, against the grid with labels
+    old = np.log(0.4) + stats.norm.logpdf(x, 0, 1) + g * r
+    new = np.log(0.6) + stats.norm.logpdf(x, 4.5, 1) + g * r
+    grid_odds = np.log(np.sum(np.exp(old)) / np.sum(np.exp(new)))
+    phi_o, phi_n = stats.norm.pdf(x, 0, 1), stats.norm.pdf(x, 4.5, 1)
+    p_o, p_n = np.sum(phi_o * r) / np.sum(phi_o), np.sum(phi_n * r) / np.sum(phi_n)
+    np.testing.assert_allclose(anchored_retained_log_odds(np.log(0.4 / 0.6), g, p_o, p_n),
+                               grid_odds, rtol=1e-10)
+
+
+def test_linear_tilt_is_a_shift() -> None:
+    x = np.linspace(-12, 16, 20001)[:, None]
+    q = TwoModeMixture(0.3, [0.0], [3.0], 1.7)
+    lo, m_o, m_n = linear_tilt(logit(0.3), [0.0], [3.0], 1.7, [0.8], 2.0)
+    tilted = q.log_prob(x[None])[0] + 0.8 * x[:, 0] / 2.0
+    tilted -= np.log(np.trapezoid(np.exp(tilted), x[:, 0]))
+    shifted = TwoModeMixture(expit(lo), m_o, m_n, 1.7).log_prob(x[None])[0]
+    np.testing.assert_allclose(tilted, shifted, atol=1e-9)
+
+
+def test_ttt_em_odds_follow_the_tilt_recursion() -> None:
+    """Population EM (full move to the tilt), m_n(0) = b: log odds_t = log odds_0 - t log Z_n
+    up to the old mode's success probability, t (e^gamma - 1) P_o (< 1e-9 here)."""
+    gamma, rho, steps = 1.5, 1.5, 25
+    cfg = SimulationConfig(method="ttt-discover", regime="population", optimizer="em",
+                           steps=steps, stride=1,
+                           knobs={"adaptive_gamma": False, "gamma": gamma, "radius": rho},
+                           problem={"separation": 10.0, "beta0": 0.6, "new_mean_start": 1.0})
+    tr = simulate(cfg)
+    beta = tr.weight_old[0, 0]
+    p_n = ball_success_probability(10.0, 10.0, rho, 1.0)
+    p_o = ball_success_probability(0.0, 10.0, rho, 1.0)
+    pred = tilt_log_odds(logit(0.6), 0.0, log_tilt_normaliser(gamma, p_n), steps)
+    err = np.abs(logit(beta) - pred)
+    assert np.all(err <= steps * np.expm1(gamma) * p_o + 1e-9), err.max()
+    assert pred[-1] < logit(0.6) - 10
+
+
+def _sdft(knobs: dict, **kw: object) -> SimulationConfig:
+    return SimulationConfig(method="sdft", knobs=knobs, **kw)  # type: ignore[arg-type]
+
+
+def test_sdft_drift_is_the_telescoped_overlap_force() -> None:
+    """lam_demo > 0: final old-mean drift = -T (h(m_n(0)) - h(mu_demo)) / S_n (population)."""
+    lr, tau, beta0 = 0.5, 0.1, 0.5
+    tr = simulate(_sdft({"lam_demo": 0.5, "tau_ema": tau}, regime="population", steps=500,
+                        stride=500, learning_rate=lr,
+                        problem={"separation": 6.0, "beta0": beta0, "learner_new_mean": [4.0]}))
+
+    def h(u: float) -> np.ndarray:
+        mix = TwoModeMixture(beta0, 0.0, u, 1.0)
+        return population.soft_misassignments(mix, mix)["eps_q"] * u
+
+    pred = float(sdft_drift(lr * beta0, lr * (1 - beta0), tau, h(4.0), h(6.0))[0])
+    drift = float(tr.mean_old[0, 0, -1, 0])
+    assert abs(tr.mean_new[0, 0, -1, 0] - 6.0) < 1e-6
+    assert abs(tr.weight_old[0, 0, -1] - beta0) < 0.02
+    assert abs(drift - pred) <= 0.05 * abs(pred), (drift, pred)
+
+
+def test_sdft_without_anchor_stands_still_in_the_population() -> None:
+    tr = simulate(_sdft({"lam_demo": 0.0}, regime="population", steps=50, stride=50,
+                        problem={"separation": 3.0}))
+    np.testing.assert_allclose(tr.weight_old[0, 0, -1], 0.5, atol=1e-12)
+    np.testing.assert_allclose(tr.mean_old[0, 0, -1], 0.0, atol=1e-12)
+    np.testing.assert_allclose(tr.mean_new[0, 0, -1], 1.5, atol=1e-12)
+
+
+def test_sdft_without_anchor_random_walk_slope() -> None:
+    """lam_demo = 0, forward KL on student draws without baseline: E[delta^2] grows linearly
+    with slope (tau / (tau + S))^2 lr^2 beta / B (separated modes, Sigma = 1)."""
+    lr, tau, batch, beta0, seeds = 0.2, 0.1, 16, 0.5, 300
+    tr = simulate(_sdft({"lam_demo": 0.0, "tau_ema": tau, "divergence": "forward",
+                         "baseline": "none"}, regime="finite", steps=400, stride=100,
+                        learning_rate=lr, batch_size=batch, seeds=seeds,
+                        problem={"separation": 10.0, "beta0": beta0, "new_mean_start": 1.0}))
+    d2 = tr.mean_old[0, :, :, 0] ** 2
+    inc = (d2[:, -1] - d2[:, 1]) / 300.0
+    pred = float(random_walk_slope(lr * beta0, tau, lr**2 * beta0 / batch))
+    assert abs(inc.mean() - pred) <= N_SE * inc.std(ddof=1) / np.sqrt(seeds), (inc.mean(), pred)
+
+
+def test_sdft_reweighting_decays_geometrically() -> None:
+    """nu > 0: late per-step factor of beta vs the linearised student-EMA pair (student
+    contraction c = 1 - lr beta (1 - beta) in the logit); 10% of the decay rate allowed for the
+    change of c along the path and the nonlinearity of the logit."""
+    lr, tau, nu = 1.0, 0.1, 0.2
+    tr = simulate(_sdft({"lam_demo": 0.1, "tau_ema": tau, "nu": nu}, regime="population",
+                        steps=200, stride=1, learning_rate=lr,
+                        problem={"separation": 10.0, "beta0": 0.5, "new_mean_start": 1.0}))
+    beta = tr.weight_old[0, 0]
+    ratio = beta[-1] / beta[-2]
+    c = 1.0 - lr * beta[-2] * (1 - beta[-2])
+    pred = float(sdft_weight_factor(tau, nu, c))
+    assert beta[-1] < 0.1
+    assert abs((1 - ratio) - (1 - pred)) <= 0.1 * (1 - pred), (ratio, pred)
