@@ -104,11 +104,12 @@ def test_run_identity_depends_on_the_run_not_its_position():
     assert len(set(first)) == len(large)
 
 
-def test_chunks_respect_groups_and_size():
+def test_chunks_hold_whole_configurations_of_one_group():
     runs = parse_spec({"seeds": 3, "axes": {"x": [1.0, 2.0, 3.0], "kind": ["a", "b"]}}).runs(
         ToyRunner().resolve)
-    chunks = make_chunks(runs, ToyRunner(), 4)
-    assert sorted(len(c) for c in chunks) == [1, 1, 4, 4, 4, 4]
+    chunks = make_chunks(runs, ToyRunner(), 7)
+    assert sorted(len(c) for c in chunks) == [3, 3, 6, 6]
+    assert sorted(len(c) for c in make_chunks(runs, ToyRunner(), 1)) == [3] * 6
     assert all(len({r.config["kind"] for r in c.runs}) == 1 for c in chunks)
     assert sorted(r.run_id for c in chunks for r in c.runs) == sorted(r.run_id for r in runs)
     with pytest.raises(ValueError, match="chunk_size must be an integer >= 1"):

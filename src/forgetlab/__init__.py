@@ -17,6 +17,7 @@ from forgetlab.population import kl_divergence as kl_divergence  # noqa: E402
 from forgetlab.population import misassignment as misassignment  # noqa: E402
 from forgetlab.population import reverse_kl_gradient as reverse_kl_gradient  # noqa: E402
 from forgetlab.dynamics import simulate  # noqa: E402,F401
+from forgetlab.sweep.store import load_results  # noqa: E402,F401
 from forgetlab.config import MixtureConfig as MixtureConfig  # noqa: E402
 from forgetlab.theory import drift_bound as drift_bound  # noqa: E402
 from forgetlab.theory import frozen_model_optimum as frozen_model_optimum  # noqa: E402

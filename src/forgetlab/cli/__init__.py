@@ -42,6 +42,10 @@ from forgetlab.cli.simulate import simulate  # noqa: E402
 
 main.add_command(simulate)
 
+from forgetlab.cli.sweep import sweep  # noqa: E402
+
+main.add_command(sweep)
+
 from forgetlab.cli.theory import theory  # noqa: E402
 
 main.add_command(theory)

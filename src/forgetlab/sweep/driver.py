@@ -17,7 +17,7 @@ from typing import Any
 
 from numpy.typing import NDArray
 
-from forgetlab.sweep.executors import make_executor
+from forgetlab.sweep.executors import Executor, make_executor
 from forgetlab.sweep.plan import Chunk, ChunkRunner, make_chunks, make_plan
 from forgetlab.sweep.spec import Run, SweepSpec
 from forgetlab.sweep.store import ResultStore, rows_frame
@@ -76,12 +76,16 @@ def _progress(enabled: bool, total: int, done: int) -> Any:
 
 
 def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = None,
-              executor: str = "local", address: str | None = None, workers: int | None = None,
-              chunk_size: int | None = None, progress: bool = True) -> SweepOutcome:
+              executor: str | Executor = "local", address: str | None = None,
+              workers: int | None = None, chunk_size: int | None = None,
+              progress: bool = True) -> SweepOutcome:
     """Execute ``spec`` into the store at ``out``, resuming from what is already stored.
 
-    Every configuration is resolved before anything runs. Ctrl-C cancels the chunks that have
-    not started, keeps every stored chunk and returns with ``interrupted=True``.
+    ``executor`` is a name (``local``, ``dask``, ``ray``; built with ``address`` and
+    ``workers`` and closed at the end) or an open :class:`Executor` (left open, e.g. to run
+    several sweeps on one pool). Every configuration is resolved before anything runs. Ctrl-C
+    cancels the chunks that have not started, keeps every stored chunk and returns with
+    ``interrupted=True``.
     """
     if runner is None:
         from forgetlab.sweep.engine import DynamicsRunner
@@ -98,17 +102,21 @@ def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = Non
         executed = 0
         interrupted = False
         bar, task = _progress(progress, len(plan.runs), skipped)
+        pool = None
         try:
             with bar:
                 if chunks:
-                    with make_executor(executor, address, workers) as pool:
-                        tasks = [(runner, c.runs) for c in chunks]
-                        for i, metrics in pool.map_unordered(execute_chunk, tasks):
-                            store.write_chunk(chunks[i].chunk_id,
-                                              rows_frame(chunks[i].runs, metrics))
-                            executed += len(chunks[i])
-                            bar.update(task, advance=len(chunks[i]))
+                    pool = (make_executor(executor, address, workers)
+                            if isinstance(executor, str) else executor)
+                    tasks = [(runner, c.runs) for c in chunks]
+                    for i, metrics in pool.map_unordered(execute_chunk, tasks):
+                        store.write_chunk(chunks[i].chunk_id, rows_frame(chunks[i].runs, metrics))
+                        executed += len(chunks[i])
+                        bar.update(task, advance=len(chunks[i]))
         except KeyboardInterrupt:
             interrupted = True
+        finally:
+            if pool is not None:
+                pool.close() if isinstance(executor, str) else pool.cancel()
     return SweepOutcome(len(plan.runs), skipped, executed, time.perf_counter() - start,
                         interrupted)

@@ -50,6 +50,10 @@ class Executor(ABC):
         """Yield ``(index, fn(items[index]))`` as each finishes; cancel the rest on close."""
 
     @abstractmethod
+    def cancel(self) -> None:
+        """Cancel the work submitted by the last ``map_unordered`` that has not finished."""
+
+    @abstractmethod
     def close(self) -> None:
         """Cancel pending work and release workers (idempotent)."""
 
@@ -83,9 +87,13 @@ class LocalExecutor(Executor):
             for fut in done:
                 yield index[fut], fut.result()
 
-    def close(self) -> None:
+    def cancel(self) -> None:
         for fut in self._pending:
             fut.cancel()
+        self._pending = set()
+
+    def close(self) -> None:
+        self.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -119,10 +127,13 @@ class DaskExecutor(Executor):
         for fut in as_completed(self._futures):
             yield index[fut.key], fut.result()
 
-    def close(self) -> None:
+    def cancel(self) -> None:
         if self._futures:
             self.client.cancel(self._futures)
             self._futures = []
+
+    def close(self) -> None:
+        self.cancel()
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
@@ -163,10 +174,13 @@ class RayExecutor(Executor):
                 yield index[ref], ray.get(ref)
         self._refs = []
 
-    def close(self) -> None:
+    def cancel(self) -> None:
         for ref in self._refs:
             self._ray.cancel(ref, force=True)
         self._refs = []
+
+    def close(self) -> None:
+        self.cancel()
         if self._started:
             self._ray.shutdown()
             self._started = False

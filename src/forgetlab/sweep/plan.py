@@ -3,8 +3,8 @@
 A *chunk runner* is the engine seen from the sweep: it resolves configurations, says which
 configurations may share one vectorised call (its ``group_key``), estimates memory, and runs a
 chunk, returning one value per run for each metric. Chunks are formed per group, in run order,
-``chunk_size`` runs at a time; a chunk's id is the hash of its run ids, so the same runs always
-make the same chunk whatever the executor.
+whole configurations at a time, up to ``chunk_size`` runs; a chunk's id is the hash of its run
+ids, so the same runs always make the same chunk whatever the executor.
 """
 
 from __future__ import annotations
@@ -62,17 +62,27 @@ def chunk_id(runs: Sequence[Run]) -> str:
 
 
 def make_chunks(runs: Sequence[Run], runner: ChunkRunner, chunk_size: int) -> list[Chunk]:
-    """Group runs by ``runner.group_key`` and cut each group into chunks of ``chunk_size``."""
+    """Group runs by ``runner.group_key`` and pack each group's configurations into chunks.
+
+    A chunk holds whole configurations (all their pending seeds), as many as fit in
+    ``chunk_size`` runs and at least one, so the engine never simulates a seed twice.
+    """
     if int(chunk_size) != chunk_size or chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size}")
-    groups: dict[Hashable, list[Run]] = {}
+    groups: dict[Hashable, dict[str, list[Run]]] = {}
     for run in runs:
-        groups.setdefault(runner.group_key(run.config), []).append(run)
+        configs = groups.setdefault(runner.group_key(run.config), {})
+        configs.setdefault(run.config_id, []).append(run)
     chunks = []
-    for members in groups.values():
-        for i in range(0, len(members), chunk_size):
-            part = tuple(members[i:i + chunk_size])
-            chunks.append(Chunk(chunk_id(part), part))
+    for configs in groups.values():
+        current: list[Run] = []
+        for members in configs.values():
+            if current and len(current) + len(members) > chunk_size:
+                chunks.append(Chunk(chunk_id(current), tuple(current)))
+                current = []
+            current.extend(members)
+        if current:
+            chunks.append(Chunk(chunk_id(current), tuple(current)))
     return chunks
 
 

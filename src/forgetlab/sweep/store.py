@@ -186,7 +186,7 @@ class ResultStore:
             raise ValueError(f"--out: {d} holds result files but no {MANIFEST}; "
                              "use an empty directory")
         try:
-            atomic_write(d / MANIFEST, json.dumps(new, indent=1, sort_keys=True).encode())
+            atomic_write(d / MANIFEST, json.dumps(new, indent=1).encode())
         except OSError as err:
             self.close()
             raise _io_error("write", d / MANIFEST, err) from None
@@ -254,7 +254,8 @@ class ResultStore:
 def load_results(directory: str | Path) -> pd.DataFrame:
     """All stored runs of a sweep directory as one DataFrame, one row per run.
 
-    Rows are ordered as the spec lists configurations, then by seed index. Raises ValueError
+    Rows are ordered as the spec lists configurations, then by seed index; columns are the
+    bookkeeping columns, the configuration fields, then the metrics by name. Raises ValueError
     if the directory holds no sweep, a row's configuration is not in the manifest, or a run
     appears twice.
     """
@@ -276,4 +277,8 @@ def load_results(directory: str | Path) -> pd.DataFrame:
     if duplicated.any():
         raise ValueError(f"DIR: {d} stores run {table['run_id'][duplicated].iloc[0]} twice")
     key = table["config_id"].map(order).to_numpy() * (manifest["seeds"] + 1) + table["seed_index"]
+    fields = dict.fromkeys(k for c in manifest["configs"] for k in flatten(c["config"]))
+    config_columns = [c for c in fields if c in table.columns]
+    metrics = sorted(set(table.columns) - set(BOOKKEEPING) - set(config_columns))
+    table = table[[*BOOKKEEPING, *config_columns, *metrics]]
     return table.iloc[np.argsort(key.to_numpy(), kind="stable")].reset_index(drop=True)

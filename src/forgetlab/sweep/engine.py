@@ -1,0 +1,109 @@
+"""The dynamics engine as a sweep chunk runner: one :func:`forgetlab.dynamics.simulate` call
+per chunk, configurations on the leading axis, one table row per (configuration, seed).
+
+Configurations are grouped by what ``simulate`` needs equal within a call (method, regime,
+steps, optimiser, batch size, dimension, non-numeric knobs); numeric knobs, learning rates
+and the problem may differ inside a chunk. A sweep run (configuration c, seed index s) draws
+from ``SeedSequence(config.seed, spawn_key=(int(config_id), s))``, config_id the hash of the
+resolved configuration, so its numbers do not depend on the chunk or worker that runs it.
+Population runs are deterministic: every seed index of a configuration gets the same row.
+
+Row metrics (the last recorded step T unless stated): ``weight_final`` (beta(T)),
+``weight_min_final`` (min over every step of beta), ``drift_final`` (D(m_o(T), a)),
+``drift_sup_final`` (sup over every step of the drift), the other measures of
+:func:`forgetlab.metrics.snapshot` and method diagnostics as ``<name>_final``,
+``starved_total`` (starved batches over the run), ``max_weight_max`` (largest importance
+weight seen) and ``diverged_step`` (-1 for a healthy run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from forgetlab.sweep.spec import Run
+
+_SHARED = ("method", "regime", "steps", "stride", "weight_coordinate", "weight_clip", "optimizer",
+           "adam_beta1", "adam_beta2", "adam_eps", "batch_size", "max_logit", "max_distance")
+_N_PATHS = 16  # recorded scalar paths per run (parameters and measures), for memory estimates
+
+
+class DynamicsRunner:
+    """Chunk runner for :class:`forgetlab.simconfig.SimulationConfig` configurations."""
+
+    name = "forgetlab.dynamics/1"
+
+    def resolve(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Validate with :func:`forgetlab.simconfig.parse_config`; fill every knob's default.
+
+        ``seeds`` is the sweep's, never a configuration field (it would change the identity
+        of every run when seeds are added).
+        """
+        from forgetlab.simconfig import parse_config
+
+        if "seeds" in config:
+            raise ValueError("seeds: set the number of seeds at the top level of the sweep "
+                             "spec, not as a configuration field")
+        parsed = parse_config(config)
+        data = parsed.model_dump(mode="json", exclude={"seeds"})
+        for name, knob in parsed.knob_spec().items():
+            if knob.kind is not object:
+                data["knobs"].setdefault(name, knob.default)
+        return data
+
+    def group_key(self, config: dict[str, Any]) -> Hashable:
+        """Fields that must be equal within one ``simulate`` call."""
+        from forgetlab.methods import get_method
+
+        knobs = get_method(config["method"]).knobs
+        discrete = tuple(sorted((k, repr(v)) for k, v in config["knobs"].items()
+                                if knobs[k].kind not in (float, int)))
+        return (*(repr(config[f]) for f in _SHARED), config["problem"]["dim"], discrete)
+
+    def estimate_bytes(self, runs: Sequence[Run]) -> int:
+        """Recorded paths ``[C, S, T]`` (16 measures plus 2 d mean coordinates, kept twice:
+        recorder and output) plus working arrays: ``[C, S, B, d]`` samples times 16
+        temporaries in the finite regime, ``[C, S, 64]`` quadrature nodes times 16 otherwise."""
+        if not runs:
+            return 0
+        cfg = runs[0].config
+        seeds = 1 if cfg["regime"] == "population" else max(r.seed_index for r in runs) + 1
+        cells = len({r.config_id for r in runs}) * seeds
+        d = cfg["problem"]["dim"]
+        n_t = cfg["steps"] // cfg["stride"] + 2
+        paths = 2 * cells * n_t * (_N_PATHS + 2 * d) * 8
+        per_cell = cfg["batch_size"] * (d + 1) if cfg["regime"] == "finite" else 64
+        return int(paths + 16 * cells * per_cell * 8)
+
+    def run(self, runs: Sequence[Run]) -> dict[str, NDArray[Any]]:
+        """Simulate the chunk's configurations in one call and pick each run's row."""
+        from forgetlab.dynamics import simulate
+        from forgetlab.simconfig import parse_config
+
+        order: dict[str, int] = {}
+        for r in runs:
+            order.setdefault(r.config_id, len(order))
+        first = runs[0].config
+        population = first["regime"] == "population"
+        seeds = 1 if population else max(r.seed_index for r in runs) + 1
+        configs: dict[str, Any] = {}
+        for r in runs:
+            if r.config_id not in configs:
+                configs[r.config_id] = parse_config({**r.config, "seeds": seeds})
+        traj = simulate(list(configs.values()), config_ids=[int(cid, 16) for cid in configs])
+        c = np.array([order[r.config_id] for r in runs])
+        s = np.zeros(len(runs), dtype=int) if population else np.array(
+            [r.seed_index for r in runs])
+        out: dict[str, NDArray[Any]] = {"weight_final": traj.weight_old[c, s, -1]}
+        for name, path in traj.metrics.items():
+            if name == "starved":
+                out["starved_total"] = path[c, s].sum(axis=-1)
+            elif name == "max_weight":
+                out["max_weight_max"] = path[c, s].max(axis=-1)
+            else:
+                out[f"{name}_final"] = path[c, s, -1]
+        out["diverged_step"] = traj.diverged_step[c, s].astype(np.int64)
+        return out
