@@ -22,7 +22,7 @@ d/ds_k log q = r_k ((x - mu_k)^2 - s_k^2)/s_k^3, with responsibilities r_k. Both
 w r2 = 1 where d = log(pi1 N1(x) / ((1 - pi1) N2(x))).
 
 The log-densities are quadratics in z, so each gradient is a short polynomial in per-seed
-moments mean(z^j) and mean(f(z) z^j) with one exponential per sample (r1 = expit(d) for forward
+moments mean(z^j) and mean(f(z) z^j) with one exponential per sample (r1 = 1/(1 + e^-d) for forward
 KL, e^d for reverse KL) and none for the single-mode learner.  Every gradient function returns
 the gradient of the loss being minimised, ``[S, P]``; the update is theta <- theta - lr grad.
 """
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import expit, logit
+from scipy.special import logit
 
 Array = NDArray[np.float64]
 
@@ -107,7 +107,13 @@ def forward_kl_grad_two_mode(theta: Array, z: Array) -> Array:
     quad = 0.5 * b * b * (1.0 / s2**2 - 1.0 / s1**2)
     lin = b * (c2 / s2**2 - c1 / s1**2)
     const = logit(pi1) + np.log(s2 / s1) + 0.5 * (c2**2 / s2**2 - c1**2 / s1**2)
-    r1 = expit(_quadratic(z, quad, lin, const))
+    r1 = _quadratic(z, quad, lin, const)
+    # r1 = expit(d) = 1 / (1 + e^{-d}) in place (e^{-d} = inf gives r1 = 0, as it should).
+    np.negative(r1, out=r1)
+    with np.errstate(over="ignore"):
+        np.exp(r1, out=r1)
+    r1 += 1.0
+    np.reciprocal(r1, out=r1)
     rho = _weighted_moments(r1, z, 2)
     sig = _z_moments(z, 2) - rho
     grad = np.empty_like(theta)
