@@ -204,3 +204,24 @@ def test_exact_metrics_can_be_switched_off() -> None:
     np.testing.assert_array_equal(on.weight_old, off.weight_old)
     assert "kl_reverse" in on.metrics and "kl_reverse" not in off.metrics
     np.testing.assert_array_equal(on.drift_sup, off.drift_sup)
+
+
+def test_sample_batch_matches_the_mixture() -> None:
+    """The fused whitened evaluation equals TwoModeMixture.log_prob and .scores."""
+    from forgetlab.methods.base import SampleBatch
+
+    rng = np.random.default_rng(3)
+    cov = np.array([[1.3, -0.4], [-0.4, 0.6]])
+    mix = TwoModeMixture(rng.uniform(0.05, 0.95, (2, 3)), rng.normal(size=(2, 3, 2)),
+                         rng.normal(size=(2, 3, 2)), cov)
+    x = rng.normal(size=(2, 3, 7, 2)) * 2
+    coef = rng.normal(size=(2, 3, 7))
+    batch = SampleBatch(x, mix.chol)
+    np.testing.assert_allclose(batch.log_prob(mix)[0], mix.log_prob(x), rtol=1e-12)
+    s = mix.scores(x)
+    fused = batch.score_mean(mix, coef)
+    np.testing.assert_allclose(fused.weight_old, np.mean(coef * s.weight_old, -1), rtol=1e-10)
+    np.testing.assert_allclose(fused.mean_old, np.mean(coef[..., None] * s.mean_old, -2),
+                               rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(fused.mean_new, np.mean(coef[..., None] * s.mean_new, -2),
+                               rtol=1e-10, atol=1e-13)

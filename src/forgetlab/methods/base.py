@@ -157,6 +157,56 @@ def sample_components(weights: Array, means: Array, chol: Array, n: int, rng: St
     return mu + np.einsum("...ij,...nj->...ni", chol, noise), comp
 
 
+
+class SampleBatch:
+    """Samples x ``[C, S, n, d]`` evaluated against mixtures sharing Sigma = L L^T (``chol``).
+
+    Everything is computed from the whitened z = L^{-1} x, formed once: log phi(x; m) =
+    -d/2 log(2 pi) - log|L| - ||z - L^{-1} m||^2 / 2, and score means reduce over samples
+    before the small d x d products, e.g.
+    (1/n) sum_i c_i r_o(x_i) Sigma^{-1}(x_i - m_o) = L^{-T}[(1/n) sum_i c_i r_o z_i - cbar z_o].
+    """
+
+    def __init__(self, x: Array, chol: Array) -> None:
+        self.x = x
+        self.n = x.shape[-2]
+        self.chol_inv = np.linalg.inv(chol)
+        self.z = np.einsum("...ij,...nj->...ni", self.chol_inv, x)
+        log_det = np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+        self.log_norm = (-0.5 * x.shape[-1] * np.log(2.0 * np.pi) - log_det)[..., None]
+
+    def _white(self, mean: Array) -> Array:
+        return np.einsum("...ij,...j->...i", self.chol_inv, mean)
+
+    def log_phi(self, mean: Array) -> Array:
+        """log N(x_i; mean, Sigma), ``[C, S, n]``."""
+        diff = self.z - self._white(mean)[..., None, :]
+        return self.log_norm - 0.5 * np.einsum("...i,...i->...", diff, diff)
+
+    def log_prob(self, mix: TwoModeMixture) -> tuple[Array, Array, Array]:
+        """(log q, log beta + log phi_o, log(1 - beta) + log phi_n), each ``[C, S, n]``."""
+        with np.errstate(divide="ignore"):
+            a_o = np.log(mix.weight_old)[..., None] + self.log_phi(mix.mean_old)
+            a_n = np.log1p(-mix.weight_old)[..., None] + self.log_phi(mix.mean_new)
+        return np.logaddexp(a_o, a_n), a_o, a_n
+
+    def score_mean(self, learner: TwoModeMixture, coef: Array,
+                   parts: tuple[Array, Array, Array] | None = None) -> MixtureParams:
+        """(1/n) sum_i c_i grad log q(x_i) (raw weight) for a learner with beta in (0, 1);
+        ``parts`` reuses :meth:`log_prob`."""
+        log_q, a_o, _ = parts if parts is not None else self.log_prob(learner)
+        c_o = coef * np.exp(a_o - log_q)
+        c_n = coef - c_o
+        mean_o, mean_n = c_o.mean(axis=-1), c_n.mean(axis=-1)
+        beta = learner.weight_old
+        z_o = np.einsum("...n,...nd->...d", c_o, self.z) / self.n
+        z_n = np.einsum("...n,...nd->...d", c_n, self.z) / self.n
+        v_o = z_o - mean_o[..., None] * self._white(learner.mean_old)
+        v_n = z_n - mean_n[..., None] * self._white(learner.mean_new)
+        return MixtureParams(mean_o / beta - mean_n / (1.0 - beta),
+                             np.einsum("...ji,...j->...i", self.chol_inv, v_o),
+                             np.einsum("...ji,...j->...i", self.chol_inv, v_n))
+
 # -- the problem ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Problem:

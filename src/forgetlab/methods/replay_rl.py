@@ -11,8 +11,8 @@ because E_b[w grad log q] = E_q[grad log q] = 0); the population objective and i
 are those of plain reverse KL. Weights are bounded: 0 <= w <= 1 / (1 - lambda).
 
 Clipping w -> min(w, c) biases the estimate by -E_b[(min(w, c) - w) A grad log q] (baseline
-"none"); :func:`clipped_bias` states it for a given batch. Starvation (no old-component draw)
-has probability ((1 - lambda)(1 - beta))^B with R = p_old, against (1 - beta)^B on-policy.
+"none"). Starvation (no old-component draw) has probability ((1 - lambda)(1 - beta))^B
+with R = p_old, against (1 - beta)^B on-policy.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from forgetlab.methods.base import (
     Knob,
     Method,
     Problem,
+    SampleBatch,
     State,
     StepOutput,
     Streams,
-    batch_mean,
     register,
     sample_components,
 )
@@ -60,30 +60,12 @@ def behaviour_components(problem: Problem, learner: TwoModeMixture, replay: str,
     return np.stack(weights, axis=-1), np.stack(means, axis=-2), np.array(is_old)
 
 
-def replay_log_density(problem: Problem, replay: str, x: Array) -> Array:
-    """log R(x), ``[C, S, n]``."""
-    src = problem.old_data if replay == "old" else problem.initial
-    return src.log_prob(x)
-
-
 def importance_weights(log_q: Array, log_r: Array, fraction: Array | float) -> Array:
     """w = q / ((1 - lambda) q + lambda R), computed in log space; 0 <= w <= 1 / (1 - lambda)."""
     lam = per_sample(fraction)
     with np.errstate(divide="ignore"):
         log_b = np.logaddexp(np.log1p(-lam) + log_q, np.log(lam) + log_r)
     return np.exp(log_q - log_b)
-
-
-def weighted_gradient(scores: MixtureParams, weights: Array, centred: Array) -> MixtureParams:
-    """-(1/n) sum_i w_i (A_i - c_i) grad log q(x_i)."""
-    g = batch_mean(scores, weights * centred)
-    return MixtureParams(-g.weight_old, -g.mean_old, -g.mean_new)
-
-
-def clipped_bias(scores: MixtureParams, weights: Array, signal: Array, clip: float
-                 ) -> MixtureParams:
-    """Batch estimate of the clipping bias -(1/n) sum_i (min(w_i, c) - w_i) A_i grad log q."""
-    return weighted_gradient(scores, np.minimum(weights, clip) - weights, signal)
 
 
 @register
@@ -110,13 +92,15 @@ class ReplayRL(Method):
     def estimate(self, problem: Problem, learner: TwoModeMixture, x: Array
                  ) -> tuple[MixtureParams, Array]:
         """The importance-weighted gradient on behaviour draws x, and the weights used."""
-        log_q = learner.log_prob(x)
-        log_r = replay_log_density(problem, self.knob("replay"), x)
-        w = importance_weights(log_q, log_r, self.knob("replay_fraction"))
+        batch = SampleBatch(x, problem.target.chol)
+        parts = batch.log_prob(learner)
+        src = problem.old_data if self.knob("replay") == "old" else problem.initial
+        w = importance_weights(parts[0], batch.log_prob(src)[0], self.knob("replay_fraction"))
         clip = per_sample(self.knob("clip"))
         w = np.where(clip > 0, np.minimum(w, np.where(clip > 0, clip, 1.0)), w)
-        centred = centred_signal(problem.target.log_prob(x) - log_q, self.knob("baseline"))
-        return weighted_gradient(learner.scores(x), w, centred), w
+        signal = batch.log_prob(problem.target)[0] - parts[0]
+        s = batch.score_mean(learner, w * centred_signal(signal, self.knob("baseline")), parts)
+        return MixtureParams(-s.weight_old, -s.mean_old, -s.mean_new), w
 
     def gradient(self, problem: Problem, params: MixtureParams, state: State, step: int,
                  rng: Streams | None) -> StepOutput:

@@ -30,6 +30,7 @@ from forgetlab.methods.base import (
     Knob,
     Method,
     Problem,
+    SampleBatch,
     State,
     StepOutput,
     Streams,
@@ -132,12 +133,16 @@ class RL(Method):
             raise ValueError("regime 'population' for method 'rl' needs reward='target', "
                              "tau=1 and reference='none'; use regime='finite'")
 
-    def signal(self, problem: Problem, learner: TwoModeMixture, x: Array) -> Array:
+    def signal(self, problem: Problem, learner: TwoModeMixture, x: Array,
+               batch: SampleBatch | None = None) -> Array:
         """A(x) = r(x) - tau (log q(x) - log q_ref(x)), ``[C, S, n]``."""
-        log_ratio = learner.log_prob(x)
+        batch = batch if batch is not None else SampleBatch(x, problem.target.chol)
+        log_ratio = batch.log_prob(learner)[0]
         if self.knob("reference") == "initial":
-            log_ratio = log_ratio - problem.initial.log_prob(x)
-        return self.reward(problem, x) - per_sample(self.knob("tau")) * log_ratio
+            log_ratio = log_ratio - batch.log_prob(problem.initial)[0]
+        reward = (batch.log_prob(problem.target)[0] if self.knob("reward") == "target"
+                  else self.reward(problem, x))
+        return reward - per_sample(self.knob("tau")) * log_ratio
 
     def grad_signal(self, problem: Problem, learner: TwoModeMixture, x: Array) -> Array:
         """grad_x A(x) for the target reward, ``[C, S, n, d]``."""
@@ -153,9 +158,11 @@ class RL(Method):
         group = int(self.knob("group_size"))
         if self.knob("grpo") and x.shape[-2] % group:
             raise ValueError(f"group_size ({group}) must divide batch_size ({x.shape[-2]})")
-        centred = centred_signal(self.signal(problem, learner, x), self.knob("baseline"),
-                                 group, self.knob("grpo"))
-        g = score_function_gradient(learner.scores(x), centred)
+        batch = SampleBatch(x, problem.target.chol)
+        centred = centred_signal(self.signal(problem, learner, x, batch),
+                                 self.knob("baseline"), group, self.knob("grpo"))
+        s = batch.score_mean(learner, centred)
+        g = MixtureParams(-s.weight_old, -s.mean_old, -s.mean_new)
         if self.knob("estimator") == "pathwise":
             g_o, g_n = pathwise_mean_gradient(self.grad_signal(problem, learner, x), is_old)
             g = MixtureParams(g.weight_old, g_o, g_n)

@@ -28,10 +28,10 @@ from forgetlab.methods.base import (
     Knob,
     Method,
     Problem,
+    SampleBatch,
     State,
     StepOutput,
     Streams,
-    batch_mean,
     register,
     sample_components,
 )
@@ -75,7 +75,7 @@ def population_scores(learner: TwoModeMixture, weights: Array, means: Array) -> 
 
 def batch_scores(learner: TwoModeMixture, x: Array) -> MixtureParams:
     """(1/n) sum_i grad log q(x_i), x ``[C, S, n, d]``: unbiased for E_D[grad log q]."""
-    return batch_mean(learner.scores(x), np.ones(x.shape[:-1]))
+    return SampleBatch(x, learner.chol).score_mean(learner, np.ones(x.shape[:-1]))
 
 
 def em_from_moments(learner: TwoModeMixture, mean_score: MixtureParams) -> MixtureParams:
