@@ -108,7 +108,7 @@ def tiny_disk(tmp_path):
     ok = _mount_tmpfs(mount, "size=96k")
     yield mount if ok else None
     if ok:
-        subprocess.run(["umount", str(mount)], check=True)
+        subprocess.run(["umount", "--lazy", str(mount)], check=True)
 
 
 def test_full_disk_keeps_the_store_readable(tiny_disk, tmp_path):

@@ -44,6 +44,9 @@ BOOKKEEPING = ("run_id", "config_id", "seed_index")
 class StoreError(OSError):
     """The store could not be written (full disk, no permission); what is stored stays valid."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 def _io_error(action: str, path: Path, err: OSError, hint: str = "") -> StoreError:
     reason = err.strerror or str(err)
