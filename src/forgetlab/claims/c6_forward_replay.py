@@ -1,0 +1,152 @@
+"""C6: forward KL with replay: the retained old mass is what the training data shows.
+
+Population SFT on D_lambda = lambda R + (1 - lambda) p_new (exact engine, gradient descent,
+logit weight, step 1), Delta = 4, d = 2, a general Sigma. Checks:
+
+1. R = p_old: the run ends at (lambda, a, b) (:func:`forgetlab.theory.old_data_optimum`).
+2. R = frozen initial model q_0: the run ends at the forward-KL projection of the
+   three-component mixture lambda q_0 + (1 - lambda) p_new computed by EM with exact
+   expectations (:func:`forgetlab.theory.frozen_model_optimum`); retained mass ~ lambda beta_0
+   for separated modes is shown beside it.
+3. R = the current model (stop-gradient): the run is the plain SFT run with learning rate
+   s (1 - lambda) (:func:`forgetlab.theory.current_model_scale`), to floating point, and the old
+   weight still decays.
+
+Tolerance of 1 and 2: an a-posteriori iteration bound. With rho_hat the ratio of the last two
+recorded parameter moves
+(the largest of the last three ratios), ||theta_T - theta_inf|| <= rho_hat / (1 - rho_hat) ||theta_T -
+theta_{T-k}||, plus 1e-8 for the engine's and EM's accuracy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logit
+
+from forgetlab import theory
+from forgetlab.claims.base import ClaimContext, ClaimResult, new_result
+from forgetlab.dynamics import simulate
+from forgetlab.mixture import TwoModeMixture
+from forgetlab.report.figures import label, new_figure, theory_vs_sim
+from forgetlab.simconfig import SimulationConfig
+from forgetlab.trajectory import Trajectory
+
+STATEMENT = (
+    "Forward KL on D_lambda = lambda R + (1 - lambda) p_new: with R = p_old the optimum is "
+    "exactly (lambda, a, b), so the retained mass equals the replay fraction; with R = the "
+    "frozen initial model it is the forward-KL projection of a three-component mixture "
+    "(retained mass ~ lambda beta_0); with R = the current model (stop-gradient) replay "
+    "contributes nothing (E_q[grad log q] = 0): plain SFT with the learning rate times "
+    "(1 - lambda), and mass forgetting persists."
+)
+
+COV = [[1.0, 0.4], [0.4, 0.8]]
+SEPARATION = 4.0
+BETA0 = 0.6
+LAMBDAS = (0.1, 0.3, 0.5, 0.7)
+STEP = 1.0
+FLOOR = 1e-8
+
+
+def _configs(replay: str, steps: int, stride: int, lr_factor: float = 1.0,
+             lambdas: tuple[float, ...] = LAMBDAS) -> list[SimulationConfig]:
+    return [
+        SimulationConfig(
+            method="sft", knobs={"replay": replay, "replay_fraction": lam}, steps=steps,
+            stride=stride, learning_rate=STEP * (1.0 - lam if lr_factor < 0 else lr_factor),
+            problem={"dim": 2, "cov": COV, "separation": SEPARATION, "beta0": BETA0,
+                     "new_mean_start": 0.5},
+        )
+        for lam in lambdas
+    ]
+
+
+def _theta(traj: Trajectory) -> np.ndarray:
+    """(logit beta, whitened m_o, whitened m_n) per record, ``[C, T, 1 + 2d]``."""
+    chol = np.linalg.cholesky(np.asarray(COV))
+    white = lambda m: np.linalg.solve(chol, m[..., None])[..., 0]  # noqa: E731
+    return np.concatenate([logit(traj.weight_old[:, 0])[..., None],
+                           white(traj.mean_old[:, 0]), white(traj.mean_new[:, 0])], -1)
+
+
+def _iteration_bound(traj: Trajectory) -> np.ndarray:
+    theta = _theta(traj)
+    moves = np.linalg.norm(np.diff(theta[:, -5:], axis=1), axis=-1)  # last 4 moves
+    last = moves[:, -1]
+    ratio = np.clip(np.max(moves[:, 1:] / np.maximum(moves[:, :-1], 1e-300), axis=1), 0.0, 0.99)
+    return ratio / (1.0 - ratio) * last + FLOOR
+
+
+def _distance(traj: Trajectory, opt: TwoModeMixture) -> np.ndarray:
+    """||theta_T - theta_opt|| in (logit, Mahalanobis) coordinates, ``[C]``."""
+    theta = _theta(traj)[:, -1]
+    chol = np.linalg.cholesky(np.asarray(COV))
+    white = lambda m: np.linalg.solve(chol, m[..., None])[..., 0]  # noqa: E731
+    ref = np.concatenate([logit(opt.weight_old)[..., None], white(opt.mean_old),
+                          white(opt.mean_new)], -1)
+    return np.linalg.norm(theta - ref, axis=-1)
+
+
+def run(ctx: ClaimContext) -> ClaimResult:
+    """Old-data replay, frozen-model replay and self-replay."""
+    steps = ctx.profile.pick(400, 1500)
+    stride = ctx.profile.pick(10, 25)
+    res = new_result(ctx, STATEMENT, cov=COV, separation=SEPARATION, beta0=BETA0,
+                     replay_fractions=LAMBDAS, learning_rate=STEP, steps=steps, stride=stride,
+                     weight_coordinate="logit", optimizer="gd")
+    fig, axes = new_figure(2, title="C6: forward KL with replay")
+    lam = np.asarray(LAMBDAS)
+    problem = _configs("old", 1, 1)[0].problem
+    target, initial = problem.target(), problem.initial()
+    a, b = target.mean_old, target.mean_new
+
+    old = simulate(_configs("old", steps, stride))
+    opt_old = theory.old_data_optimum(a, b, lam)
+    opt_old = TwoModeMixture(opt_old.weight_old, opt_old.mean_old, opt_old.mean_new, COV)
+    dist, tol = _distance(old, opt_old), _iteration_bound(old)
+    for k, value in enumerate(lam):
+        res.check(f"R = p_old, lambda={value:g}: ||theta_T - (lambda, a, b)||", 0.0, dist[k],
+                  tol[k], "iteration error")
+
+    frozen = simulate(_configs("initial", steps, stride))
+    opt_frozen, grad_norm = theory.frozen_model_optimum(initial, b, lam)
+    dist, tol = _distance(frozen, opt_frozen), _iteration_bound(frozen)
+    for k, value in enumerate(lam):
+        res.check(f"R = q_0, lambda={value:g}: ||theta_T - frozen-model optimum||", 0.0, dist[k],
+                  tol[k] + float(grad_norm[k]), "iteration error")
+        res.notes.append(
+            f"R = q_0, lambda={value:g}: predicted beta_inf {opt_frozen.weight_old[k]:.6f}, "
+            f"measured {frozen.weight_old[k, 0, -1]:.6f}, separated approximation lambda beta_0 "
+            f"= {value * BETA0:.6f}")
+
+    current = simulate(_configs("current", steps, stride))
+    plain = simulate(_configs("none", steps, stride, lr_factor=-1.0))
+    scale = theory.current_model_scale(lam)
+    res.parameters["current_model_lr_scale"] = scale
+    diff = float(np.max(np.abs(current.weight_old - plain.weight_old)))
+    res.check("R = q_theta (stop-gradient): max |beta path - SFT path with lr s(1-lambda)|", 0.0,
+              diff, 1e-12, "floating point")
+    res.check("R = q_theta: largest final beta / beta_0 (mass still decays: < 1)", 1.0,
+              float(np.max(current.weight_old[:, 0, -1]) / BETA0), 0.0, "floating point",
+              kind="upper_bound")
+
+    fine = ctx.profile.pick(lam, np.linspace(0.02, 0.9, 12))
+    fine_opt = opt_frozen if fine is lam else theory.frozen_model_optimum(initial, b, fine)[0]
+    theory_vs_sim(axes[0], lam, lam, old.weight_old[:, 0, -1], color_index=0,
+                  name="R = p_old: beta = lambda")
+    theory_vs_sim(axes[0], fine, fine_opt.weight_old, None, color_index=1, name="R = q_0")
+    theory_vs_sim(axes[0], lam, None, frozen.weight_old[:, 0, -1], color_index=1, name="R = q_0")
+    axes[0].plot(fine, fine * BETA0, ":", color="gray", label="lambda beta_0")
+    theory_vs_sim(axes[0], lam, None, current.weight_old[:, 0, -1], color_index=2,
+                  name="R = q_theta")
+    label(axes[0], "replay fraction lambda [fraction of the data]",
+          f"old weight after {steps} steps [probability]", "retained mass against replay")
+    for k, value in enumerate(lam):
+        theory_vs_sim(axes[1], plain.steps, plain.weight_old[k, 0], current.weight_old[k, 0],
+                      color_index=k, name=f"lambda={value:g}",
+                      labels=("SFT, lr s(1-lambda)", "self-replay"))
+    axes[1].set_xscale("symlog", linthresh=10)
+    label(axes[1], "step t [iterations]", "old weight beta(t) [probability]",
+          "self-replay = SFT with a smaller step")
+    res.figures += ctx.save_figure(fig)
+    return res
