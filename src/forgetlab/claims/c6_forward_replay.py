@@ -12,10 +12,9 @@ logit weight, step 1), Delta = 4, d = 2, a general Sigma. Checks:
    s (1 - lambda) (:func:`forgetlab.theory.current_model_scale`), to floating point, and the old
    weight still decays.
 
-Tolerance of 1 and 2: an a-posteriori iteration bound. With rho_hat the ratio of the last two
-recorded parameter moves
-(the largest of the last three ratios), ||theta_T - theta_inf|| <= rho_hat / (1 - rho_hat) ||theta_T -
-theta_{T-k}||, plus 1e-8 for the engine's and EM's accuracy.
+Tolerance of 1 and 2: an a-posteriori iteration bound. With rho_hat the largest ratio of
+consecutive recorded parameter moves among the last three, ||theta_T - theta_inf|| <=
+rho_hat / (1 - rho_hat) ||theta_T - theta_{T-k}||, plus 1e-8 for the engine's and EM's accuracy.
 """
 
 from __future__ import annotations
