@@ -29,6 +29,14 @@ Array = NDArray[np.float64]
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
+def _times_transpose(x: Array, mat: Array) -> Array:
+    """x M^T for rows x ``[..., n, d]`` and M ``[..., d, d]``, using the unbroadcast M (one
+    matrix product when M is shared: a batched matmul loops over configurations)."""
+    if mat.ndim == 2:
+        return (x.reshape(-1, x.shape[-1]) @ mat.T).reshape(x.shape)
+    return x @ np.swapaxes(mat, -1, -2)
+
+
 class MixtureParams(NamedTuple):
     """A value per parameter of the mixture: weights, gradients or scores.
 
@@ -65,9 +73,10 @@ class TwoModeMixture:
         self.mean_new: Array = np.broadcast_to(m_n, (*batch, dim))
         self.cov: Array = np.broadcast_to(sigma, (*batch, dim, dim))
         self._cov_base = sigma  # factorised once, not once per configuration of the batch
-        chol = np.linalg.cholesky(sigma)
-        self.chol: Array = np.broadcast_to(chol, (*batch, dim, dim))
-        self._chol_inv: Array = np.broadcast_to(np.linalg.inv(chol), (*batch, dim, dim))
+        self._chol_base = np.linalg.cholesky(sigma)
+        self._chol_inv_base = np.linalg.inv(self._chol_base)
+        self.chol: Array = np.broadcast_to(self._chol_base, (*batch, dim, dim))
+        self._chol_inv: Array = np.broadcast_to(self._chol_inv_base, (*batch, dim, dim))
 
     def __repr__(self) -> str:
         return (f"TwoModeMixture(batch_shape={self.batch_shape}, dim={self.dim}, "
@@ -106,12 +115,13 @@ class TwoModeMixture:
     # -- geometry -----------------------------------------------------------------------
     def whiten(self, x: ArrayLike) -> Array:
         """z = L^{-1} x, x of shape ``[..., n, d]`` broadcast against the batch."""
-        return np.asarray(x, dtype=float) @ np.swapaxes(self._chol_inv, -1, -2)
+        z = _times_transpose(np.asarray(x, dtype=float), self._chol_inv_base)
+        shape = (*np.broadcast_shapes(z.shape[:-2], self.batch_shape), *z.shape[-2:])
+        return z if z.shape == shape else np.broadcast_to(z, shape).copy()
 
     def precision_times(self, v: ArrayLike) -> Array:
         """Sigma^{-1} v for v of shape ``[..., n, d]``."""
-        z = self.whiten(v)
-        return z @ self._chol_inv
+        return _times_transpose(self.whiten(v), np.swapaxes(self._chol_inv_base, -1, -2))
 
     def separation(self) -> Array:
         """Delta_q = D(m_o, m_n), shape ``[...]``."""
@@ -175,7 +185,7 @@ class TwoModeMixture:
         means = np.where(is_old[..., None], self.mean_old[..., None, :],
                          self.mean_new[..., None, :])
         noise = rng.standard_normal((*batch, n, self.dim))
-        return means + noise @ np.swapaxes(self.chol, -1, -2), is_old
+        return means + _times_transpose(noise, self._chol_base), is_old
 
     def sample(self, n: int, rng: np.random.Generator) -> Array:
         """n draws per configuration, shape ``[..., n, d]``."""
