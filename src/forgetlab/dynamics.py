@@ -124,7 +124,7 @@ class _Stepper:
 
 
 def sane(params: MixtureParams, coords: MixtureParams, problem: Problem, opt: Optimiser,
-         bounds: Bounds) -> Array:
+         bounds: Bounds) -> NDArray[np.bool_]:
     """``[C, S]`` bool: finite and inside the sane range."""
     ok = np.isfinite(coords.weight_old) & np.isfinite(params.weight_old)
     ok &= np.all(np.isfinite(params.mean_old), axis=-1) & np.all(np.isfinite(params.mean_new),

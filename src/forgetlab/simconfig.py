@@ -106,7 +106,7 @@ class SimulationConfig(_Strict):
     steps: int = Field(1000, ge=1)
     stride: int = Field(10, ge=1)
     learning_rate: float = Field(0.1, gt=0.0)
-    lr_scale: GroupScales = GroupScales()
+    lr_scale: GroupScales = Field(default_factory=lambda: GroupScales.model_validate({}))
     weight_coordinate: Literal["logit", "raw"] = "logit"
     weight_clip: float = Field(0.0, ge=0.0, lt=0.5)
     optimizer: Literal["gd", "adam", "em"] = "gd"
@@ -119,7 +119,7 @@ class SimulationConfig(_Strict):
     max_logit: float = Field(40.0, gt=0.0)
     max_distance: float = Field(1e3, gt=0.0)
     exact_metrics: bool = True
-    problem: ProblemConfig = ProblemConfig()
+    problem: ProblemConfig = Field(default_factory=lambda: ProblemConfig.model_validate({}))
 
     @model_validator(mode="after")
     def _method(self) -> SimulationConfig:

@@ -28,7 +28,7 @@ from forgetlab.mixture import MixtureParams, TwoModeMixture
 Array = NDArray[np.float64]
 
 
-def record_steps(steps: int, stride: int) -> Array:
+def record_steps(steps: int, stride: int) -> NDArray[np.int_]:
     """0, stride, 2 stride, ... and the final step: the steps that are recorded."""
     marks = np.arange(0, steps + 1, stride)
     return marks if marks[-1] == steps else np.append(marks, steps)
@@ -38,7 +38,7 @@ def record_steps(steps: int, stride: int) -> Array:
 class Trajectory:
     """Recorded runs; every path is ``[C, S, T]`` (means add ``d``), ``steps`` is ``[T]``."""
 
-    steps: Array
+    steps: NDArray[np.int_]
     weight_old: Array
     mean_old: Array
     mean_new: Array

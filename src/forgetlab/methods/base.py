@@ -95,6 +95,7 @@ from forgetlab._validation import as_finite
 from forgetlab.mixture import MixtureParams, TwoModeMixture
 
 Array = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
 State = dict[str, Array]
 REGIMES = ("population", "finite")
 
@@ -136,7 +137,7 @@ class Streams:
         return self._fill("random", tail)
 
 
-def sample_mixture(mix: TwoModeMixture, n: int, rng: Streams) -> tuple[Array, Array]:
+def sample_mixture(mix: TwoModeMixture, n: int, rng: Streams) -> tuple[Array, BoolArray]:
     """n draws per run from ``mix`` (batch ``[C, S]`` or ``[C, 1]``): x ``[C, S, n, d]``,
     labels ``[C, S, n]`` (True = old component). Uses one uniform and d normals per draw."""
     is_old = rng.uniform(n) < mix.weight_old[..., None]

@@ -23,6 +23,7 @@ tau = 1, ``reference="none"``); other settings are finite-batch only.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 
 from forgetlab import population
 from forgetlab.methods.base import (
@@ -80,7 +81,8 @@ def grad_log_density(mix: TwoModeMixture, x: Array) -> Array:
     return -mix.precision_times(centred)
 
 
-def pathwise_mean_gradient(grad_signal: Array, is_old: Array) -> tuple[Array, Array]:
+def pathwise_mean_gradient(grad_signal: Array, is_old: NDArray[np.bool_]
+                           ) -> tuple[Array, Array]:
     """(-(1/n) sum_i 1{old_i} grad_x A(x_i), -(1/n) sum_i 1{new_i} grad_x A(x_i))."""
     n = is_old.shape[-1]
     old = is_old.astype(float)
@@ -152,8 +154,8 @@ class RL(Method):
             g = g + tau * grad_log_density(problem.initial, x)
         return g
 
-    def estimate(self, problem: Problem, learner: TwoModeMixture, x: Array, is_old: Array
-                 ) -> MixtureParams:
+    def estimate(self, problem: Problem, learner: TwoModeMixture, x: Array,
+                 is_old: NDArray[np.bool_]) -> MixtureParams:
         """The finite-batch gradient estimate from on-policy draws x with labels is_old."""
         group = int(self.knob("group_size"))
         if self.knob("grpo") and x.shape[-2] % group:
