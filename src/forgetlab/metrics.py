@@ -4,7 +4,10 @@
 * drift delta = D(m_o, a) (Mahalanobis), with quality loss KL(p_old || phi(.; m_o)) = delta^2 / 2;
 * learner separation Delta_q = D(m_o, m_n) and new-mode error D(m_n, b);
 * soft misassignments eps_q, rho_q, eps_*, rho_* and KL(q || p*), KL(p* || q) (exact engine);
-* starvation: a batch with no old-component draw, probability (1 - beta)^B on-policy.
+* starvation: a batch with no old-component draw, probability (1 - beta)^B on-policy;
+* Chen et al.'s per-mode overlap acc_k = integral min(p_k, q_k) / integral p_k of the weighted
+  components (p_old = alpha phi(.; a), q_old = beta phi(.; m_o), likewise for the new mode),
+  in closed form; drop = acc_old(0) - acc_old(t), gain = acc_new(t) - acc_new(0).
 
 Shapes: learner parameters ``[C, S]`` (means ``[C, S, d]``), target ``[C, 1]``.
 """
@@ -14,13 +17,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+from scipy.special import ndtr
 
 from forgetlab import population
 from forgetlab.mixture import TwoModeMixture
 
 Array = NDArray[np.float64]
 
-GEOMETRY_FIELDS = ("drift", "separation", "new_mode_error")
+GEOMETRY_FIELDS = ("drift", "separation", "new_mode_error", "acc_old", "acc_new")
 EXACT_FIELDS = ("eps_q", "rho_q", "eps_star", "rho_star", "kl_reverse", "kl_forward")
 
 
@@ -33,6 +37,19 @@ def distance(mix: TwoModeMixture, u: Array, v: Array) -> Array:
 def drift(learner: TwoModeMixture, target: TwoModeMixture) -> Array:
     """delta = D(m_o, a), ``[C, S]``."""
     return distance(learner, learner.mean_old, target.mean_old)
+
+
+def overlap_accuracy(w_p: Array, w_q: Array, dist: Array) -> Array:
+    """integral min(w_p phi(x; mu_p), w_q phi(x; mu_q)) dx / w_p for a shared Sigma.
+
+    Along the discriminant direction, with D = D(mu_p, mu_q) and
+    t = D/2 + log(w_p / w_q) / D, the integral is w_p Phi(-t) + w_q Phi(t - D) (D = 0 gives
+    min(w_p, w_q)). Weights in (0, 1], D >= 0, broadcast together.
+    """
+    d = np.maximum(dist, 1e-300)
+    with np.errstate(over="ignore"):
+        t = 0.5 * d + (np.log(w_p) - np.log(w_q)) / d
+    return np.minimum((w_p * ndtr(-t) + w_q * ndtr(t - d)) / w_p, 1.0)
 
 
 def starvation_probability(beta: Array, batch_size: int) -> Array:
@@ -48,6 +65,10 @@ def snapshot(learner: TwoModeMixture, target: TwoModeMixture, exact: bool = True
         "drift": drift(learner, target),
         "separation": learner.separation(),
         "new_mode_error": distance(learner, learner.mean_new, target.mean_new),
+        "acc_old": overlap_accuracy(target.weight_old, learner.weight_old,
+                                    drift(learner, target)),
+        "acc_new": overlap_accuracy(1.0 - target.weight_old, 1.0 - learner.weight_old,
+                                    distance(learner, learner.mean_new, target.mean_new)),
     }
     if not exact:
         return geometry

@@ -2,12 +2,12 @@
 
 A :class:`Trajectory` holds, at the recorded steps ``steps [T]``: the parameters
 (``weight_old [C, S, T]``, ``mean_old``/``mean_new [C, S, T, d]``); the measures of
-:func:`forgetlab.metrics.snapshot` (drift, separation, new-mode error and, unless
-``exact_metrics`` is off, the soft misassignments and KL both ways); running extremes over
-*every* step (``drift_sup``, ``weight_min``); counts of starved batches and the largest
-importance weight since the previous record (1 on-policy); the per-method diagnostics (their
-mean since the previous record, 0 at step 0); and divergence information
-(``diverged_step [C, S]``, -1 for a healthy run).
+:func:`forgetlab.metrics.snapshot` (drift, separation, new-mode error, Chen et al.'s overlaps
+``acc_old``/``acc_new`` with ``drop``/``gain``, and, unless ``exact_metrics`` is off, the soft
+misassignments and KL both ways); running extremes over *every* step (``drift_sup``,
+``weight_min``); counts of starved batches and the largest importance weight since the previous
+record (1 on-policy); the per-method diagnostics (their mean since the previous record, 0 at
+step 0); and divergence information (``diverged_step [C, S]``, -1 for a healthy run).
 
 :class:`Recorder` preallocates the T records, so memory does not grow with the number of
 unrecorded steps.
@@ -67,6 +67,18 @@ class Trajectory:
         """(config, seed, step) of every run stopped because it diverged."""
         c, s = np.nonzero(self.diverged_step >= 0)
         return [(int(i), int(j), int(self.diverged_step[i, j])) for i, j in zip(c, s, strict=True)]
+
+    @property
+    def drop(self) -> Array:
+        """Chen et al.'s drop acc_old(0) - acc_old(t), ``[C, S, T]``."""
+        acc = self.metrics["acc_old"]
+        return acc[..., :1] - acc
+
+    @property
+    def gain(self) -> Array:
+        """Chen et al.'s gain acc_new(t) - acc_new(0), ``[C, S, T]``."""
+        acc = self.metrics["acc_new"]
+        return acc - acc[..., :1]
 
     def summary(self) -> pd.DataFrame:
         """Final and worst-case mass and drift per configuration (means over seeds)."""
