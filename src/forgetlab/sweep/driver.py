@@ -25,13 +25,15 @@ from forgetlab.sweep.store import ResultStore, rows_frame
 
 @dataclass(frozen=True)
 class SweepOutcome:
-    """What one invocation did: runs in the sweep, already stored, executed now, seconds."""
+    """What one invocation did: runs in the sweep, already stored, executed now, seconds in
+    all and seconds spent planning (resolving and validating every configuration)."""
 
     total: int
     skipped: int
     executed: int
     seconds: float
     interrupted: bool
+    plan_seconds: float = 0.0
 
     @property
     def complete(self) -> bool:
@@ -91,8 +93,9 @@ def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = Non
         from forgetlab.sweep.engine import DynamicsRunner
 
         runner = DynamicsRunner()
-    plan = make_plan(spec, runner, workers or 1, chunk_size)
     start = time.perf_counter()
+    plan = make_plan(spec, runner, workers or 1, chunk_size)
+    planned = time.perf_counter() - start
     with ResultStore(out) as store:
         store.open(runner.name, spec.name, spec.seeds, plan.runs)
         done = store.done_run_ids()
@@ -119,4 +122,4 @@ def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = Non
             if pool is not None:
                 pool.close() if isinstance(executor, str) else pool.cancel()
     return SweepOutcome(len(plan.runs), skipped, executed, time.perf_counter() - start,
-                        interrupted)
+                        interrupted, planned)
