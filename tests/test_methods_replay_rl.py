@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import integrate, stats
 
 from forgetlab import simulate
@@ -122,3 +124,14 @@ def test_replay_keeps_the_reverse_kl_fixed_point() -> None:
 def test_population_regime_rejects_clipping() -> None:
     with pytest.raises(ValueError, match="clip"):
         SimulationConfig(method="replay-rl", knobs={"clip": 1.5})
+
+
+@settings(max_examples=200, deadline=None)
+@given(log_q=st.floats(-700, 50), log_r=st.floats(-700, 50), lam=st.floats(0.0, 0.999))
+def test_importance_weights_are_bounded(log_q: float, log_r: float, lam: float) -> None:
+    """0 <= w = q / ((1 - lambda) q + lambda R) <= 1 / (1 - lambda), finite, for any densities."""
+    from forgetlab.methods.replay_rl import importance_weights
+
+    w = importance_weights(np.array([log_q]), np.array([log_r]), lam)
+    assert np.all(np.isfinite(w))
+    assert np.all(w >= 0.0) and np.all(w <= (1 + 1e-12) / (1 - lam))

@@ -39,8 +39,12 @@ importance weight in the batch). A method may add others.
 * ``rng is None`` -> population regime: return the exact expected gradient (use
   :mod:`forgetlab.population`; never Monte Carlo).
 * ``rng`` is a :class:`Streams` -> finite-batch regime: draw ``problem.batch_size`` samples
-  per run with :func:`sample_mixture` / ``rng.normal`` / ``rng.uniform`` and return the
-  estimator's gradient. Never use another source of randomness.
+  per run with :func:`sample_mixture` / :func:`sample_components` / ``rng.normal`` /
+  ``rng.uniform`` and return the estimator's gradient. Never use another source of randomness.
+
+Helpers: :class:`SampleBatch` evaluates log-densities of mixtures sharing Sigma and weighted
+score means (1/n) sum_i c_i grad log q(x_i) from one whitening of the samples (the fast path
+for score-function estimators); :func:`batch_mean` does the same from per-sample scores.
 
 How to add a method
 -------------------
@@ -89,7 +93,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
 from forgetlab._validation import as_finite
 from forgetlab.mixture import MixtureParams, TwoModeMixture
@@ -266,18 +270,6 @@ class StepOutput(NamedTuple):
     grad: MixtureParams
     state: State
     diagnostics: dict[str, Array]
-
-
-def combine(*terms: tuple[ArrayLike, MixtureParams]) -> MixtureParams:
-    """sum_k c_k g_k for (coefficient, MixtureParams) pairs; coefficients ``[C, 1]`` or scalar."""
-    out = []
-    for field in range(3):
-        acc: Any = 0.0
-        for coef, g in terms:
-            c = np.asarray(coef, dtype=float)
-            acc = acc + (c if field == 0 else c[..., None]) * g[field]
-        out.append(acc)
-    return MixtureParams(*out)
 
 
 def batch_mean(per_sample: MixtureParams, weights: Array) -> MixtureParams:
