@@ -1,0 +1,202 @@
+"""C8: near-on-policy methods (SDFT, TTT-Discover, OAPL): retained mass and drift, with each
+method's condition shown holding and failing. Predictions from
+:mod:`forgetlab.theory.near_policy`; simulations by :func:`forgetlab.simulate` (1-D, Sigma = 1).
+
+SDFT (population, reverse KL to the EMA teacher):
+1. lam_demo > 0, nu = 0: the new mean reaches mu_demo = b (a-posteriori iteration bound from the
+   last recorded moves), the old mass stays near beta_0 and the
+   drift equals the telescoped overlap force -T (h(m_n(0)) - h(mu_demo)) / S_n
+   (:func:`sdft_drift`). The formula holds the step factors S_o = s beta, S_n = s (1 - beta)
+   fixed; beta moves along the run, so its relative change bounds the first-order error: the
+   tolerance is |prediction| (max beta - min beta) / min(beta, 1 - beta) (asymptotic correction).
+2. lam_demo = 0: nothing moves in the population (every student equal to its teacher is a
+   fixed point): the new skill is never learned (floating point).
+3. nu > 0: beta decays geometrically with the factor of the linearised student-EMA pair
+   (:func:`sdft_weight_factor`); measured on the last 10 steps, tolerance the change of the
+   predicted factor over the last 50 steps (the linearisation's contraction c varies).
+TTT-Discover (population, fixed gamma, 0/1 reward on a ball around b):
+4. Without anchor, full moves to the tilt (EM): log odds_t = log odds_0 + t log(Z_o / Z_n)
+   (:func:`tilt_log_odds`) up to t (e^gamma - 1) P_old(success) (the neglected old-mode success).
+5. A reward that also credits the old task (credit_old): Z_o = Z_n, the odds do not move.
+6. With a KL anchor kappa > 0 the mass stays near the exact anchored tilt
+   (:func:`anchored_retained_log_odds`, reported) and far above the unanchored run (checked).
+OAPL (finite batch, linear reward r = w x, tau = 2, lag L):
+7. Each synchronisation applies the linear tilt (:func:`linear_tilt`): both means move by
+   Sigma w / tau and the log odds by w (m_o - m_n) / tau. V_hat's finite-G bias is O(1/G), so
+   runs at G = 16 and 64 are extrapolated to G = infinity and compared within 4 standard errors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, logit
+
+from forgetlab import population
+from forgetlab.claims.base import ClaimContext, ClaimResult, new_result
+from forgetlab.dynamics import simulate
+from forgetlab.mixture import TwoModeMixture
+from forgetlab.report.figures import label, new_figure, theory_vs_sim
+from forgetlab.simconfig import SimulationConfig
+from forgetlab.theory import near_policy as npl
+
+STATEMENT = (
+    "Near-on-policy methods keep old mass only under stated conditions. SDFT: with a "
+    "demonstration anchor lam_demo > 0 that does not reweight modes the old mass is kept and the "
+    "drift is finite (a telescoped overlap force); lam_demo = 0 never learns the new skill; a "
+    "demonstration that reweights modes (nu > 0) drives beta down geometrically. TTT-Discover: "
+    "each entropic move multiplies the odds by Z_o/Z_n, so without an anchor a reward favouring "
+    "the new mode drains the old mass, a reward crediting the old task does not, and a KL anchor "
+    "keeps the anchored tilt's mass. OAPL: each sync is a tilt q_lag e^{r/tau}; a linear reward "
+    "moves the means by Sigma w / tau per sync."
+)
+
+N_SIGMA = 4.0
+GAMMA, RADIUS, TTT_SEP = 1.5, 1.5, 10.0
+
+
+def _sdft(res: ClaimResult, ctx: ClaimContext, axes: list) -> None:
+    lr, tau, beta0, sep = 0.5, 0.1, 0.5, 6.0
+    steps = ctx.profile.pick(150, 500)
+    cfgs = [SimulationConfig(method="sdft", knobs={"lam_demo": lam, "tau_ema": tau},
+                             regime="population", steps=steps, stride=5, learning_rate=lr,
+                             problem={"separation": sep, "beta0": beta0,
+                                      "learner_new_mean": [4.0]})
+            for lam in (0.5, 0.0)]
+    anchored, free = simulate(cfgs[0]), simulate(cfgs[1])
+
+    def h(u: float) -> np.ndarray:
+        mix = TwoModeMixture(beta0, 0.0, u, 1.0)
+        return population.soft_misassignments(mix, mix)["eps_q"] * u
+
+    pred = float(npl.sdft_drift(lr * beta0, lr * (1 - beta0), tau, h(4.0), h(sep))[0])
+    beta = anchored.weight_old[0, 0]
+    tol = abs(pred) * (beta.max() - beta.min()) / min(beta0, 1 - beta0)
+    res.check("SDFT lam_demo=0.5: final old-mean displacement", pred,
+              anchored.mean_old[0, 0, -1, 0], tol, "asymptotic correction")
+    m_n = anchored.mean_new[0, 0, :, 0]
+    moves = np.abs(np.diff(m_n[-5:]))
+    ratio = min(float(np.max(moves[1:] / np.maximum(moves[:-1], 1e-300))), 0.99)
+    res.check("SDFT lam_demo=0.5: new mean reaches mu_demo = b", sep, m_n[-1],
+              ratio / (1 - ratio) * moves[-1] + 1e-8, "iteration error")
+    res.notes.append(f"SDFT lam_demo=0.5: beta from {beta0} to {beta[-1]:.4f} (max "
+                     f"{beta.max():.4f}): old mass kept (raised while the new mean converges)")
+    moved = max(float(np.max(np.abs(free.weight_old[0, 0] - beta0))),
+                float(np.max(np.abs(free.mean_new[0, 0, :, 0] - 4.0))))
+    res.check("SDFT lam_demo=0: largest change of beta or m_n (nothing moves)", 0.0, moved, 1e-12,
+              "floating point")
+    theory_vs_sim(axes[0], anchored.steps, None, anchored.mean_old[0, 0, :, 0], name="lam_demo=0.5",
+                  labels=("", "old-mean displacement"))
+    axes[0].axhline(pred, color="black", label="predicted final displacement")
+    label(axes[0], "step t [iterations]", "m_o(t) - a [Mahalanobis units]", "SDFT: finite drift")
+
+    nu, lr_nu = 0.2, 1.0
+    nu_cfg = SimulationConfig(method="sdft", knobs={"lam_demo": 0.1, "tau_ema": tau, "nu": nu},
+                              regime="population", steps=200, stride=10, learning_rate=lr_nu,
+                              problem={"separation": 10.0, "beta0": 0.5, "new_mean_start": 1.0})
+    tr = simulate(nu_cfg)
+    b = tr.weight_old[0, 0]
+    measured = (b[-1] / b[-2]) ** (1.0 / 10)
+
+    def factor(k: int) -> float:
+        return float(npl.sdft_weight_factor(tau, nu, 1.0 - lr_nu * b[k] * (1 - b[k])))
+
+    res.check(f"SDFT nu={nu:g}: per-step factor of beta (late)", factor(-2), measured,
+              abs(factor(-1) - factor(-6)), "asymptotic correction")
+    res.notes.append(f"SDFT nu={nu:g}: beta from 0.5 to {b[-1]:.4f} in 200 steps (geometric)")
+    axes[1].semilogy(tr.steps, b, "o", markersize=3, markerfacecolor="none",
+                     label=f"simulation, nu={nu:g}")
+    axes[1].semilogy(tr.steps, b[-1] * factor(-2) ** (tr.steps - tr.steps[-1]), "k-",
+                     label="theory: geometric factor")
+    label(axes[1], "step t [iterations]", "old weight beta(t) [probability]",
+          "SDFT with reweighting nu")
+
+
+def _ttt(res: ClaimResult, ctx: ClaimContext, ax: object) -> None:
+    steps_em = 25
+    knobs = {"adaptive_gamma": False, "gamma": GAMMA, "radius": RADIUS}
+    prob = {"separation": TTT_SEP, "beta0": 0.6, "new_mean_start": 1.0}
+    em = [SimulationConfig(method="ttt-discover", regime="population", optimizer="em",
+                           steps=steps_em, stride=1, knobs={**knobs, "credit_old": credit},
+                           problem=prob) for credit in (False, True)]
+    plain, credited = simulate(em[0]), simulate(em[1])
+    p_n = npl.ball_success_probability(TTT_SEP, TTT_SEP, RADIUS, 1.0)
+    p_o = npl.ball_success_probability(0.0, TTT_SEP, RADIUS, 1.0)
+    pred = npl.tilt_log_odds(logit(0.6), 0.0, npl.log_tilt_normaliser(GAMMA, p_n), steps_em)
+    err = float(np.max(np.abs(logit(plain.weight_old[0, 0]) - pred)))
+    res.check("TTT (EM, no anchor): max |log odds_t - tilt recursion| over t", 0.0, err,
+              steps_em * np.expm1(GAMMA) * float(p_o) + 1e-9, "asymptotic correction")
+    res.check("TTT (EM, reward credits the old task): max |log odds_t - log odds_0|", 0.0,
+              float(np.max(np.abs(logit(credited.weight_old[0, 0]) - logit(0.6)))), 1e-9,
+              "floating point")
+    steps = ctx.profile.pick(400, 800)
+    runs = [SimulationConfig(method="ttt-discover", regime="population", steps=steps,
+                             stride=steps // 20, learning_rate=1.0,
+                             knobs={**knobs, "kappa": kappa}, problem=prob)
+            for kappa in (0.0, 2.0)]
+    free, anchored = simulate(runs[0]), simulate(runs[1])
+    p0 = 0.6 * p_o + 0.4 * p_n
+    exact = float(expit(npl.anchored_retained_log_odds(
+        logit(0.6), npl.anchored_tilt_exponent(GAMMA, 2.0, p0), p_o, p_n)))
+    res.check("TTT kappa=2 keeps more old mass than kappa=0 (beta_T ratio >= 1)", 1.0,
+              anchored.weight_old[0, 0, -1] / free.weight_old[0, 0, -1], 0.0, "floating point",
+              kind="lower_bound")
+    res.notes.append(
+        f"TTT gradient steps, {steps} steps: beta_T = {free.weight_old[0, 0, -1]:.4f} without "
+        f"anchor (decays like 1/t), {anchored.weight_old[0, 0, -1]:.4f} with kappa=2; exact "
+        f"anchored tilt mass {exact:.4f}")
+    t = np.arange(steps_em + 1)
+    theory_vs_sim(ax, t, expit(pred), plain.weight_old[0, 0], color_index=0,
+                  name="no anchor, EM")
+    ax.plot(t, credited.weight_old[0, 0], "s", markersize=3, markerfacecolor="none",
+            color="C2", label="reward credits old task")
+    ax.set_yscale("log")
+    label(ax, "step t [tilt moves]", "old weight beta(t) [probability]", "TTT-Discover")
+
+
+def _oapl(res: ClaimResult, ctx: ClaimContext, ax: object) -> None:
+    slope, tau, lag = 0.5, 2.0, ctx.profile.pick(200, 300)
+    seeds = ctx.profile.pick(30, 60)
+    runs = {}
+    for g in (16, 64):
+        cfg = SimulationConfig(method="oapl", regime="finite", steps=2 * lag, stride=lag,
+                               learning_rate=0.1, batch_size=64, seeds=seeds, seed=ctx.seed,
+                               exact_metrics=False,
+                               knobs={"tau": tau, "lag": lag, "group_size": g,
+                                      "reward": "callable",
+                                      "reward_fn": lambda x: slope * x[..., 0]},
+                               problem={"separation": 8.0, "beta0": 0.5, "new_mean_start": 1.0})
+        tr = simulate(cfg)
+        runs[g] = (tr.mean_old[0, :, 1:, 0], tr.mean_new[0, :, 1:, 0],
+                   logit(tr.weight_old[0, :, 1:]))
+    lo, m_o, m_n = npl.linear_tilt(0.0, [0.0], [8.0], 1.0, [slope], tau)
+    lo2, m_o2, m_n2 = npl.linear_tilt(lo, m_o, m_n, 1.0, [slope], tau)
+    preds = {"old mean": [m_o[0], m_o2[0]], "new mean": [m_n[0], m_n2[0]],
+             "log odds": [float(lo), float(lo2)]}
+    for field, (name, pred) in enumerate(preds.items()):
+        a, b = runs[16][field], runs[64][field]
+        extra = (64 * b - 16 * a) / 48
+        se = np.sqrt((64 / 48) ** 2 * b.var(0, ddof=1) + (16 / 48) ** 2 * a.var(0, ddof=1))
+        se = se / np.sqrt(seeds)
+        for k in range(2):
+            res.check(f"OAPL {name} after sync {k + 1} (G -> infinity)", pred[k],
+                      extra.mean(0)[k], N_SIGMA * se[k], "Monte Carlo standard error")
+        if name == "old mean":
+            theory_vs_sim(ax, [1, 2], pred, extra.mean(0), se, labels=("linear tilt", "OAPL"),
+                          name="old mean")
+    label(ax, "synchronisation k [count]", "old mean m_o [Mahalanobis units]",
+          "OAPL: drift Sigma w / tau per sync")
+
+
+def run(ctx: ClaimContext) -> ClaimResult:
+    """SDFT, TTT-Discover and OAPL against their predictions."""
+    res = new_result(ctx, STATEMENT, sdft={"lr": 0.5, "tau_ema": 0.1, "separation": 6.0,
+                                           "lam_demo": [0.5, 0.0], "nu": 0.2},
+                     ttt={"gamma": GAMMA, "radius": RADIUS, "separation": TTT_SEP,
+                          "kappa": [0.0, 2.0]},
+                     oapl={"tau": 2.0, "reward": "0.5 x", "group_sizes": [16, 64]})
+    fig, axes = new_figure(4, title="C8: near-on-policy methods")
+    _sdft(res, ctx, axes[:2])
+    _ttt(res, ctx, axes[2])
+    _oapl(res, ctx, axes[3])
+    res.figures += ctx.save_figure(fig)
+    return res
