@@ -160,7 +160,8 @@ def _range_values(field: str, table: Mapping[str, Any]) -> list[Any]:
     both_int = all(isinstance(table[k], int) for k in ("start", "stop")) and not log
     if both_int and "step" in table and isinstance(table["step"], int):
         return [int(v) for v in values]
-    return [float(v) for v in values]
+    # 12 significant digits: 0.1 + 2 * 0.1 is stored and shown as 0.3, not 0.30000000000000004.
+    return [float(f"{v:.12g}") for v in values]
 
 
 def _random_values(field: str, table: Mapping[str, Any]) -> list[Any]:
