@@ -121,3 +121,32 @@ register_preset("replay-rl", "reverse KL with 50% old-data replay and importance
                 {"method": "replay-rl", **_FIN, "batch_size": 16,
                  "problem": {"alpha": 0.3, "beta0": 0.05},
                  "knobs": {"replay": "old", "replay_fraction": 0.5}})
+register_preset("distill", "on-policy distillation, exact reverse KL to a fixed teacher p*",
+                {"method": "distill", **_POP, "problem": {"alpha": 0.3}})
+register_preset("distill-jsd", "on-policy distillation, generalised JSD (beta = 0.5), finite",
+                {"method": "distill", **_FIN, "knobs": {"divergence": "jsd", "mix": 0.5},
+                 "problem": {"alpha": 0.3}})
+register_preset("sdft", "SDFT, EMA teacher pulled to the demonstration (C8): beta kept",
+                {"method": "sdft", **_POP, "learning_rate": 0.5,
+                 "knobs": {"lam_demo": 0.5, "tau_ema": 0.1},
+                 "problem": {"separation": 6.0, "learner_new_mean": [4.0]}})
+register_preset("sdft-reweight", "SDFT with demonstration reweighting nu = 0.2: beta decays",
+                {"method": "sdft", **_POP, "knobs": {"lam_demo": 0.1, "tau_ema": 0.1,
+                                                     "nu": 0.2},
+                 "problem": {"separation": 10.0, "new_mean_start": 1.0}})
+register_preset("sdft-no-anchor", "SDFT with lam_demo = 0, forward KL, no baseline: random walk",
+                {"method": "sdft", **_FIN, "learning_rate": 0.2,
+                 "knobs": {"lam_demo": 0.0, "tau_ema": 0.1, "divergence": "forward",
+                           "baseline": "none"}})
+register_preset("ttt-discover", "TTT-Discover, LOO entropic weights, adaptive gamma, 0/1 reward",
+                {"method": "ttt-discover", **_FIN})
+register_preset("ttt-discover-anchored", "TTT-Discover, exact, gamma 1.5, KL anchor kappa 2",
+                {"method": "ttt-discover", **_POP, "learning_rate": 1.0,
+                 "knobs": {"adaptive_gamma": False, "gamma": 1.5, "kappa": 2.0},
+                 "problem": {"separation": 10.0, "new_mean_start": 1.0}})
+register_preset("oapl", "OAPL, lagged sampler synced every 50 steps, 0/1 reward, tau = 1",
+                {"method": "oapl", **_FIN})
+register_preset("self-sft", "rejection-sampling fine-tuning on verified draws of q_0",
+                {"method": "self-sft", **_FIN})
+register_preset("iterative-sft", "iterative SFT, verified draws regenerated every 20 steps",
+                {"method": "self-sft", **_FIN, "knobs": {"regenerate_every": 20}})
