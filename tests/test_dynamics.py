@@ -251,3 +251,13 @@ def test_drop_and_gain_are_recorded() -> None:
     assert np.all(np.diff(traj.drop[0, 0]) > 0)
     assert np.all(np.diff(traj.gain[0, 0]) >= 0) and traj.gain[0, 0, -1] > 0.5
     assert traj.acc_old[0, 0, 0] == pytest.approx(1.0)
+
+
+def test_batch_key_groups_compatible_configurations() -> None:
+    from forgetlab.dynamics import batch_key
+
+    a = SimulationConfig(method="rl", regime="finite", knobs={"tau": 0.5, "group_size": 2})
+    assert batch_key(a) == batch_key(a.with_updates(knobs={"tau": 0.9}, learning_rate=0.3,
+                                                    problem={"separation": 2.0}))
+    assert batch_key(a) != batch_key(a.with_updates(knobs={"group_size": 4}))
+    assert batch_key(a) != batch_key(a.with_updates(exact_metrics=False))

@@ -195,9 +195,18 @@ def run(method: Method, problem: Problem, params0: MixtureParams, steps: int, st
     return rec, diverged
 
 
-_SHARED = ("method", "regime", "steps", "stride", "weight_coordinate", "weight_clip", "optimizer",
-           "adam_beta1", "adam_beta2", "adam_eps", "batch_size", "seeds", "max_logit",
-           "max_distance", "exact_metrics")
+SHARED_FIELDS = ("method", "regime", "steps", "stride", "weight_coordinate", "weight_clip",
+                 "optimizer", "adam_beta1", "adam_beta2", "adam_eps", "batch_size", "seeds",
+                 "max_logit", "max_distance", "exact_metrics")
+
+
+def batch_key(config: SimulationConfig) -> tuple[Any, ...]:
+    """Configurations with equal keys can be simulated together in one vectorised batch: the
+    fields of ``SHARED_FIELDS``, the dimension and every knob that is not a float."""
+    spec = config.knob_spec()
+    knobs = tuple(sorted((k, repr(config.knobs.get(k, knob.default)))
+                         for k, knob in spec.items() if knob.kind is not float))
+    return (*(getattr(config, f) for f in SHARED_FIELDS), config.problem.dim, knobs)
 
 
 def _batched_method(configs: Sequence[SimulationConfig]) -> Method:
@@ -238,14 +247,17 @@ def simulate(config: SimulationConfig | Sequence[SimulationConfig],
     if not configs:
         raise ValueError("config: give at least one SimulationConfig")
     first = configs[0]
+    key = batch_key(first)
     for c in configs[1:]:
-        for name in _SHARED:
-            if getattr(c, name) != getattr(first, name):
-                raise ValueError(f"{name} must be equal across configurations simulated "
-                                 f"together (got {getattr(first, name)!r} and "
-                                 f"{getattr(c, name)!r})")
-        if c.problem.dim != first.problem.dim:
-            raise ValueError("problem.dim must be equal across configurations simulated together")
+        if batch_key(c) != key:
+            for name in SHARED_FIELDS:
+                if getattr(c, name) != getattr(first, name):
+                    raise ValueError(f"{name} must be equal across configurations simulated "
+                                     f"together (got {getattr(first, name)!r} and "
+                                     f"{getattr(c, name)!r})")
+            if c.problem.dim != first.problem.dim:
+                raise ValueError("problem.dim must be equal across configurations simulated "
+                                 "together")
     ids = list(range(len(configs))) if config_ids is None else [int(i) for i in config_ids]
     if len(ids) != len(configs):
         raise ValueError("config_ids must have one entry per configuration")
