@@ -8,13 +8,13 @@ parameters itself.
 Shapes
 ------
 All runs of one simulation are batched as ``[C, S]``: C configurations (same method, same
-discrete knobs; numeric knobs, problem and learning rates may differ) times S seeds.
+str/int/bool/object knobs; float knobs, problem and learning rates may differ) times S seeds.
 
 * ``params`` : :class:`~forgetlab.mixture.MixtureParams` with ``weight_old [C, S]`` (beta, the
   raw weight), ``mean_old [C, S, d]`` (m_o), ``mean_new [C, S, d]`` (m_n).
 * ``problem`` : :class:`Problem`; its mixtures have batch shape ``[C, 1]`` and broadcast
   against the seeds.
-* numeric knobs : a scalar or one value per configuration; :meth:`Method.knob` returns them
+* float knobs : a scalar or one value per configuration; :meth:`Method.knob` returns them
   as ``[C, 1]`` arrays (or scalars), ready to broadcast against ``[C, S]``.
 
 How the loop calls a method
@@ -58,7 +58,8 @@ Create ``src/forgetlab/methods/<name>.py`` (it is discovered automatically, no e
 
         name = "my-method"
         knobs = {"tau": Knob(1.0, "KL coefficient tau > 0", low=0.0, open_low=True),
-                 "divergence": Knob("reverse", "which KL", choices=("reverse", "forward"))}
+                 "divergence": Knob("reverse", "which KL", kind=str,
+                                    choices=("reverse", "forward"))}
         regimes = ("population", "finite")
 
         def gradient(self, problem, params, state, step, rng):
