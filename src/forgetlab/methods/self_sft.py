@@ -23,6 +23,7 @@ this method is finite-batch only.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 
 from forgetlab.methods.base import (
     Array,
@@ -43,7 +44,8 @@ from forgetlab.rewards import REWARD_KINDS, make_reward
 _SAMPLER_KEYS = ("sampler_weight", "sampler_mean_old", "sampler_mean_new")
 
 
-def accepted_mean_score(learner: TwoModeMixture, x: Array, accepted: Array) -> MixtureParams:
+def accepted_mean_score(learner: TwoModeMixture, x: Array, accepted: NDArray[np.bool_]
+                        ) -> MixtureParams:
     """(1 / n_acc) sum_{i accepted} grad log q(x_i) (raw coordinates); zero if n_acc = 0."""
     n = x.shape[-2]
     n_acc = np.sum(accepted, axis=-1, keepdims=True)
@@ -81,7 +83,8 @@ class SelfSFT(Method):
         return {k: np.array(v, dtype=float) for k, v in zip(_SAMPLER_KEYS, params, strict=True)}
 
     def _accepted(self, problem: Problem, params: MixtureParams, state: State, step: int,
-                  rng: Streams | None) -> tuple[Array, Array, State, dict[str, Array]]:
+                  rng: Streams | None) -> tuple[Array, NDArray[np.bool_], State,
+                                                dict[str, Array]]:
         if rng is None:
             raise ValueError("method 'self-sft' has no population regime; use regime='finite'")
         k = int(self.knob("regenerate_every"))

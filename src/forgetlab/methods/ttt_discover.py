@@ -132,8 +132,8 @@ def entropic_population_gradient(learner: TwoModeMixture, centers: list[Array],
     ``[..., 2]`` (old, new)."""
     em1 = np.expm1(np.asarray(gamma, dtype=float))[..., None]
     means = np.stack([learner.mean_old, learner.mean_new], axis=-2)
-    p_total = 0.0
-    pulls = 0.0
+    p_total: Array = np.zeros(means.shape[:-1])
+    pulls: Array = np.zeros(means.shape)
     for c in centers:
         p, f = ball_tilt_moments(learner, c, radius)
         p_total = p_total + p
@@ -224,11 +224,14 @@ class TTTDiscover(Method):
         kappa = self.knob("kappa")
         if rng is None:
             g = self._population(problem, learner)
+            kap = np.asarray(kappa, dtype=float)
+            if not np.any(kap > 0):
+                return StepOutput(MixtureParams(-g.weight_old, -g.mean_old, -g.mean_new),
+                                  state, {})
             anchor = population.reverse_kl_gradient(learner, problem.initial)
-            k = np.asarray(kappa, dtype=float)
-            return StepOutput(MixtureParams(-g.weight_old + k * anchor.weight_old,
-                                            -g.mean_old + k[..., None] * anchor.mean_old,
-                                            -g.mean_new + k[..., None] * anchor.mean_new),
+            return StepOutput(MixtureParams(-g.weight_old + kap * anchor.weight_old,
+                                            -g.mean_old + kap[..., None] * anchor.mean_old,
+                                            -g.mean_new + kap[..., None] * anchor.mean_new),
                               state, {})
         k = int(self.knob("group_size"))
         if problem.batch_size % k:
