@@ -159,7 +159,7 @@ def theory_summary(config: MixtureConfig) -> list[Quantity]:
         "max |F - blockdiag(1/(alpha(1-alpha)), alpha P, (1-alpha) P)|")
 
     # -- C6 -----------------------------------------------------------------------------------
-    frozen, g_frozen = replay.frozen_model_optimum(q0, b, lam)
+    frozen, g_frozen = replay.frozen_model_optimum(q0, b, lam, max_iter=300)
     put("C6", "old_data_weight_old", replay.old_data_optimum(a, b, lam).weight_old,
         "R = p_old: optimum (lambda, a, b)")
     put("C6", "frozen_weight_old", frozen.weight_old, "R = q_0: retained mass (exact projection)")
