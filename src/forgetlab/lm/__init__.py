@@ -1,0 +1,21 @@
+"""Mass forgetting and old-component drift on causal language models (needs the ``lm`` extra).
+
+Modules: :mod:`~forgetlab.lm.model` (a small character-level transformer),
+:mod:`~forgetlab.lm.corpus` (the synthetic two-mode language), :mod:`~forgetlab.lm.split`
+(the exact split of KL(pi_0 || pi)), :mod:`~forgetlab.lm.losses` (pure losses and advantages),
+:mod:`~forgetlab.lm.methods` (post-training methods), :mod:`~forgetlab.lm.train` (pre-training
+cache and loop), :mod:`~forgetlab.lm.benchmark` (:func:`run_benchmark`), :mod:`~forgetlab.lm.hf`
+(local Hugging Face models for ``forgetlab lm measure``). Importing this package does not import
+torch; the submodules do.
+"""
+
+from __future__ import annotations
+
+
+def require_torch() -> None:
+    """ValueError with one line of advice if torch is not installed."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as err:
+        raise ValueError(
+            "the lm commands need PyTorch: pip install 'forgetlab[lm]'") from err
