@@ -49,3 +49,7 @@ main.add_command(sweep)
 from forgetlab.cli.theory import theory  # noqa: E402
 
 main.add_command(theory)
+
+from forgetlab.cli.lm import lm  # noqa: E402
+
+main.add_command(lm)
