@@ -23,7 +23,7 @@ $(VENV)/.lm: $(BIN)/forgetlab
 venv-lm: $(VENV)/.lm
 
 run: venv
-	$(BIN)/forgetlab theory
+	$(BIN)/forgetlab reproduce --profile quick --out reproduce-report
 
 test: venv-lm chromium
 	$(BIN)/python -m pytest -m "not slow" -q
