@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import integrate
 from scipy.special import expit
 
@@ -53,14 +55,14 @@ def _log_mix(x, w, m_o, m_n):
         return np.logaddexp(np.log(w) + _log_phi(x, m_o), np.log1p(-w) + _log_phi(x, m_n))
 
 
-def _quad(fun, knots):
-    """integral of fun over R, split at the knots, each piece to 1e-12 relative."""
+def _quad(fun, knots, epsrel=1e-12, epsabs=0.0):
+    """integral of fun over R, split at the knots, each piece to epsrel relative (or epsabs)."""
     knots = np.sort(np.asarray(knots, dtype=float))
     edges = np.concatenate([[knots[0] - 45 * SIGMA], knots, [knots[-1] + 45 * SIGMA]])
     total = 0.0
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         if hi > lo:
-            total += integrate.quad(fun, lo, hi, epsabs=0.0, epsrel=1e-12, limit=400)[0]
+            total += integrate.quad(fun, lo, hi, epsabs=epsabs, epsrel=epsrel, limit=400)[0]
     return total
 
 
@@ -151,20 +153,23 @@ def test_gradients_and_fisher_match_quadrature_d1(cfg):
 
     rev = reverse_kl_gradient(q, p)
     for i, field in enumerate(rev):
-        ref = _quad(lambda x, i=i: q_times(x, lambda y: scores(y)[i] * log_ratio(y)), knots)
+        ref = _quad(lambda x, i=i: q_times(x, lambda y: scores(y)[i] * log_ratio(y)), knots,
+                    epsrel=1e-11, epsabs=1e-15)
         assert_close(field, ref, atol=1e-11)
 
     fwd = forward_kl_gradient(q, p)
     for i, field in enumerate(fwd):
-        ref = _quad(lambda x, i=i: -np.exp(_log_mix(x, alpha, a, b)) * scores(x)[i], knots)
+        ref = _quad(lambda x, i=i: -np.exp(_log_mix(x, alpha, a, b)) * scores(x)[i], knots,
+                    epsrel=1e-11, epsabs=1e-15)
         assert_close(field, ref, atol=1e-11)
 
     fisher = fisher_information(q)
     for i in range(3):
-        for j in range(3):
+        for j in range(i, 3):
             ref = _quad(lambda x, i=i, j=j: q_times(x, lambda y: scores(y)[i] * scores(y)[j]),
-                        knots)
+                        knots, epsrel=1e-11, epsabs=1e-15)
             assert_close(fisher[i, j], ref, atol=1e-11)
+            assert fisher[j, i] == fisher[i, j]
 
 
 @pytest.mark.parametrize("weight", [0.0, 1.0])
@@ -443,3 +448,107 @@ def test_shared_covariance_required():
     with pytest.raises(ValueError, match="kind"):
         misassignment(0.3, 0.0, 1.0, 1.0, kind="medium")
 
+
+
+# -- properties ---------------------------------------------------------------------------------
+@st.composite
+def _pair(draw):
+    d = draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    beta = draw(st.floats(1e-6, 1 - 1e-6))
+    alpha = draw(st.sampled_from([0.0, 1.0, 1e-6, 0.5, 1 - 1e-6])) if draw(st.booleans()) \
+        else draw(st.floats(1e-6, 1 - 1e-6))
+    q, p = _random_config(d, rng, draw(st.floats(0.0, 40.0)), draw(st.floats(0.05, 40.0)),
+                          beta, alpha)
+    return q, p, rng
+
+
+def _affine(q, p, rng):
+    d = q.dim
+    v1, v2 = rng.normal(size=d), rng.normal(size=d)  # two Householder reflections: orthogonal
+    orth = (np.eye(d) - 2 * np.outer(v1, v1) / (v1 @ v1)) @ (
+        np.eye(d) - 2 * np.outer(v2, v2) / (v2 @ v2))
+    a_mat = orth @ np.diag(rng.uniform(0.5, 2.0, size=d))
+    shift = rng.normal(size=d) * 5
+
+    def move(mix):
+        return TwoModeMixture(mix.weight_old, mix.mean_old @ a_mat.T + shift,
+                              mix.mean_new @ a_mat.T + shift, a_mat @ q.cov @ a_mat.T)
+    return move(q), move(p), a_mat
+
+
+def _close_props(a, b, rtol=1e-8, atol=1e-10):
+    a, b = np.asarray(a), np.asarray(b)
+    return np.allclose(a, b, rtol=rtol, atol=atol)
+
+
+@settings(max_examples=25, deadline=None)
+@given(_pair())
+def test_swap_symmetry_property(case):
+    q, p, _ = case
+    # relabelling either mixture changes nothing but the names (1 - (1 - beta) rounding aside)
+    tol = 1e-15 / min(q.weight_old, 1 - q.weight_old)
+    assert _close_props(kl_divergence(q.swapped(), p), kl_divergence(q, p), atol=tol)
+    assert _close_props(kl_divergence(q, p.swapped()), kl_divergence(q, p), atol=tol)
+    mis, mis_sw = soft_misassignments(q, p), soft_misassignments(q.swapped(), p.swapped())
+    assert _close_props(mis_sw["eps_q"], mis["rho_q"], atol=tol)
+    assert _close_props(mis_sw["eps_star"], mis["rho_star"], atol=tol)
+    g, g_sw = reverse_kl_gradient(q, p), reverse_kl_gradient(q.swapped(), p)
+    assert _close_props(g_sw.weight_old, -g.weight_old, atol=tol)
+    assert _close_props(g_sw.mean_old, g.mean_new, atol=tol)
+    # the balance identity beta eps_q = (1 - beta) rho_q, and eps <= Bhattacharyya gate
+    beta = q.weight_old
+    assert _close_props(beta * mis["eps_q"], (1 - beta) * mis["rho_q"], atol=1e-300)
+    bound = misassignment_bound(beta, q.mean_old, q.mean_new, q.cov)
+    assert mis["eps_q"] <= bound * (1 + 1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(_pair())
+def test_affine_invariance_property(case):
+    q, p, rng = case
+    q2, p2, a_mat = _affine(q, p, rng)
+    assert _close_props(kl_divergence(q2, p2), kl_divergence(q, p))
+    assert _close_props(kl_divergence(p2, q2), kl_divergence(p, q))
+    for key, val in soft_misassignments(q, p).items():
+        assert _close_props(soft_misassignments(q2, p2)[key], val), key
+    # mean gradients are covectors: g -> A^{-T} g
+    inv_t = np.linalg.inv(a_mat).T
+    g, g2 = reverse_kl_gradient(q, p), reverse_kl_gradient(q2, p2)
+    scale = 1.0 + np.max(np.abs(np.concatenate([g.mean_old, g.mean_new])))
+    assert _close_props(g2.weight_old, g.weight_old, atol=1e-9 * scale)
+    assert _close_props(g2.mean_old, inv_t @ g.mean_old, atol=1e-9 * scale)
+    assert _close_props(g2.mean_new, inv_t @ g.mean_new, atol=1e-9 * scale)
+
+
+def test_embedding_into_d1000_reproduces_d2():
+    """A d = 2 configuration (checked by dblquad above) embedded in d = 1000 with a padded
+    covariance and then moved by a random affine map gives the same exact numbers."""
+    rng = np.random.default_rng(99)
+    cov2 = np.array([[1.5, 0.7], [0.7, 0.8]])
+    q = TwoModeMixture(0.35, [0.2, -0.1], [1.8, 1.1], cov2)
+    p = TwoModeMixture(0.6, [0.0, 0.0], [2.2, 0.9], cov2)
+    d = 1000
+    cov = np.eye(d)
+    cov[:2, :2] = cov2
+
+    def pad(v):
+        return np.concatenate([v, np.zeros(d - 2)])
+
+    v1, v2 = rng.normal(size=d), rng.normal(size=d)  # x -> A x + c, A = H1 H2 diag(scales)
+    a_mat = (np.eye(d) - 2 * np.outer(v1, v1) / (v1 @ v1)) @ (
+        np.eye(d) - 2 * np.outer(v2, v2) / (v2 @ v2)) * rng.uniform(0.5, 2.0, size=d)
+    shift = rng.normal(size=d)
+    cov_big = a_mat @ cov @ a_mat.T
+    q_big = TwoModeMixture(0.35, a_mat @ pad(q.mean_old) + shift, a_mat @ pad(q.mean_new) + shift,
+                           cov_big)
+    p_big = q_big.with_params(0.6, a_mat @ pad(p.mean_old) + shift, a_mat @ pad(p.mean_new) + shift)
+    assert_close(kl_divergence(q_big, p_big), kl_divergence(q, p), rtol=1e-10)
+    assert_close(kl_divergence(p_big, q_big), kl_divergence(p, q), rtol=1e-10)
+    for key, val in soft_misassignments(q, p).items():
+        assert_close(soft_misassignments(q_big, p_big)[key], val, rtol=1e-10)
+    g, g_big = reverse_kl_gradient(q, p), reverse_kl_gradient(q_big, p_big)
+    assert_close(g_big.weight_old, g.weight_old, rtol=1e-10)
+    back = a_mat.T @ g_big.mean_old  # undo the covector map
+    assert_close(back[:2], g.mean_old, rtol=1e-9, atol=1e-11)
+    assert_close(back[2:], np.zeros(d - 2), atol=1e-11)
