@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import stats
 from scipy.special import expit, logit
 
@@ -203,6 +204,7 @@ def test_ttt_gradient_steps_decay_like_one_over_t() -> None:
     assert np.all(np.diff(decrements[1:]) > 0)  # log beta flattens: slower than geometric
 
 
+@pytest.mark.slow
 def test_ttt_anchor_keeps_the_exact_tilt_mass() -> None:
     """kappa > 0: beta_inf of the population learner vs the latent old mass of q_0 e^{g R}
     (exact g); the linearised g = gamma / kappa misses it. 2% allowed for the two-mode family
