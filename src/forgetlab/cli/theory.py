@@ -35,10 +35,12 @@ _FLAGS = [
 
 
 def _format(value: Any) -> str:
+    if value is None:
+        return "n/a"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
-        return "[" + ", ".join(f"{v:.6g}" for v in value) + "]"
+        return "[" + ", ".join(_format(v) for v in value) + "]"
     if isinstance(value, int):
         return str(value)
     return f"{value:.6g}"
@@ -67,7 +69,7 @@ def theory(config_path: str | None, as_json_flag: bool, **flags: str | None) -> 
               else MixtureConfig.from_dict(overrides))
     quantities = theory_summary(config)
     if as_json_flag:
-        click.echo(json.dumps(as_json(config, quantities), indent=2))
+        click.echo(json.dumps(as_json(config, quantities), indent=2, allow_nan=False))
         return
     console = Console()
     for group, title in GROUPS.items():

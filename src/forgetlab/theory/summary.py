@@ -3,8 +3,9 @@
 :func:`theory_summary` evaluates the theory modules on a :class:`~forgetlab.config.MixtureConfig`
 and returns a flat list of :class:`Quantity` records (group, key, value, meaning); the command
 ``forgetlab theory`` prints them as a table or as JSON (:func:`as_json`, schema in docs/cli.md).
-Means are lists of d numbers; every other value is a float, an int or a bool. Quantities that
-can overflow (chi^2 = e^{Delta^2} - 1) are given as logarithms.
+Means are lists of d numbers; every other value is a float, an int or a bool; a value that is
+not finite becomes None (JSON null). Quantities that can overflow (chi^2 = e^{Delta^2} - 1) are
+given as logarithms.
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ def _num(x: Any) -> Any:
     if arr.dtype == bool:
         return bool(arr)
     if arr.ndim == 0:
-        return int(arr) if np.issubdtype(arr.dtype, np.integer) else float(arr)
-    return [float(v) for v in arr.ravel()]
+        if np.issubdtype(arr.dtype, np.integer):
+            return int(arr)
+        return float(arr) if np.isfinite(arr) else None
+    return [float(v) if np.isfinite(v) else None for v in arr.ravel()]
 
 
 def theory_summary(config: MixtureConfig) -> list[Quantity]:
@@ -116,7 +119,7 @@ def theory_summary(config: MixtureConfig) -> list[Quantity]:
     opt, _ = reverse_kl.reverse_kl_optimum(p)
     g_opt = reverse_kl.optimum_gradient(p)
     g_norm = np.sqrt(g_opt.weight_old**2 + np.sum(g_opt.mean_old**2) + np.sum(g_opt.mean_new**2))
-    put("C3", "optimum_weight_old", opt.weight_old, "alpha (or 1 - alpha after a label swap)")
+    put("C3", "optimum_weight_old", opt.weight_old, "alpha (the label swap gives 1 - alpha)")
     put("C3", "optimum_mean_old", opt.mean_old, "a")
     put("C3", "optimum_mean_new", opt.mean_new, "b")
     put("C3", "gradient_norm_at_optimum", g_norm, "||grad L_R(theta*)|| (exact, ~0)")
@@ -137,7 +140,7 @@ def theory_summary(config: MixtureConfig) -> list[Quantity]:
     put("C4", "bound_exact", bound.exact, "sup_t [eps_q Delta_q + eps_* Delta]")
     put("C4", "bound_bhattacharyya", bound.bhattacharyya, "the same with the overlap gate")
     put("C4", "bound_closed_form", bound.closed_form,
-        "Delta_max e^{-Delta_min^2/8} max{sqrt((1-beta)/beta), sqrt((1-alpha)/alpha)}")
+        "Delta_max e^{-Delta_min^2/8} max_t max{r_q, r_* e^{k_t/2}} (docs/theory.md)")
     put("C4", "delta_min", bound.delta_min, "smallest separation along the run")
     put("C4", "delta_max", bound.delta_max, "largest separation along the run")
     put("C4", "final_weight_old", path.weight_old[-1], "beta(T): no mass forgetting (-> alpha)")
