@@ -317,6 +317,17 @@ def test_cli_summary_json_and_table(tmp_path):
     assert "reverse_kl" in text and png.stat().st_size > 1000
 
 
+def test_divergent_learning_rate_is_reported_not_nan():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = run_chen2025("two-mode", "reverse_kl", learning_rate=1e3, steps=40, seeds=3)
+    assert np.all(res.diverged_step > 0)
+    assert np.isfinite(res.params).all() and np.isfinite(res.acc_old).all()
+    assert res.summary().diverged == 3
+
+
 @pytest.mark.parametrize(
     "kwargs,field",
     [

@@ -21,7 +21,6 @@ from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import logsumexp
 
 from forgetlab.chen2025.model import TARGET_NEW, TARGET_OLD, TARGET_WEIGHT_OLD
 
@@ -42,22 +41,18 @@ def _log_normal(x: Array, mu: Array | float, s: Array | float) -> Array:
 
 def log_target(x: Array) -> Array:
     """log p(x) for the target 0.75 N(-3, 1) + 0.25 N(3.5, 0.7^2), any shape."""
-    parts = np.stack(
-        [
-            np.log(TARGET_WEIGHT_OLD) + _log_normal(x, *TARGET_OLD),
-            np.log1p(-TARGET_WEIGHT_OLD) + _log_normal(x, *TARGET_NEW),
-        ]
+    return np.logaddexp(
+        np.log(TARGET_WEIGHT_OLD) + _log_normal(x, *TARGET_OLD),
+        np.log1p(-TARGET_WEIGHT_OLD) + _log_normal(x, *TARGET_NEW),
     )
-    return logsumexp(parts, axis=0)
 
 
 def log_learner(x: Array, theta: Array) -> Array:
     """log q(x) for two-mode parameters ``theta [..., 5]`` and points ``x [..., m]``."""
     pi1, mu1, s1, mu2, s2 = (theta[..., k, None] for k in range(5))
-    parts = np.stack(
-        [np.log(pi1) + _log_normal(x, mu1, s1), np.log1p(-pi1) + _log_normal(x, mu2, s2)]
+    return np.logaddexp(
+        np.log(pi1) + _log_normal(x, mu1, s1), np.log1p(-pi1) + _log_normal(x, mu2, s2)
     )
-    return logsumexp(parts, axis=0)
 
 
 def reverse_kl_and_grad(theta: Array, step: float = 0.02) -> tuple[Array, Array]:
