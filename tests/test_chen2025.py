@@ -179,6 +179,25 @@ def test_forward_estimator_unbiased():
     assert np.all(np.abs(est.mean(axis=0) - expected) < 4 * se + 1e-9)
 
 
+def test_rl_estimator_new_component_unbiased():
+    # For (mu2, s2) the estimator is mean R z / s2 and mean R (z^2 - 1) / s2 (w r2 = 1): finite
+    # variance, so its batch mean must match E_{N2}[R dlog N2] by quadrature within 4 s.e.
+    theta = THETAS2[1]
+    pi1, _, _, mu2, s2 = theta
+    zs = np.random.default_rng(9).standard_normal((4000, 1000))
+    est = -m.reverse_kl_grad_two_mode(np.tile(theta, (4000, 1)), zs)[:, 3:]
+
+    def reward(x):
+        return norm.logpdf(x, 3.5, 0.7) - np.log(0.1 * (1 - pi1)) - norm.logpdf(x, mu2, s2)
+
+    expected = []
+    for score in (lambda u: u / s2, lambda u: (u * u - 1) / s2):
+        fun = lambda x, f=score: reward(x) * f((x - mu2) / s2) * norm.pdf(x, mu2, s2)  # noqa: E731
+        expected.append(integrate.quad(fun, mu2 - 15 * s2, mu2 + 15 * s2, epsabs=1e-12)[0])
+    se = est.std(axis=0, ddof=1) / np.sqrt(est.shape[0])
+    assert np.all(np.abs(est.mean(axis=0) - np.array(expected)) < 4 * se)
+
+
 def test_rl_estimator_pi1_term_typically_misses_its_mean():
     # Fitted new mode: R = log 40 for every sample of N2, so the population pi1-ascent is
     # (1/(1-pi1)) int R (N1 - N2) dx = 0; the compensating term e^d / pi1 has infinite variance
