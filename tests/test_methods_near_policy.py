@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
+from forgetlab import population
 from forgetlab.methods import make_method
 from forgetlab.methods.base import Problem, Streams
 from forgetlab.methods.distill import distillation_gradient
@@ -202,3 +203,18 @@ def test_self_sft_em_fits_the_filtered_odds() -> None:
     pred = 0.4 * p_o / (0.4 * p_o + 0.6 * p_n)
     _assert_mean(new.weight_old, np.array([pred]))
     assert abs(pred - 0.4) > 0.03
+
+
+def test_ttt_anchor_estimator_is_unbiased() -> None:
+    """gamma = 0 leaves only the anchor: the LOO estimate of kappa grad KL(q || q_0) is
+    unbiased against the engine's exact gradient."""
+    n, kappa = 20000, 0.7
+    problem = _problem(8)
+    method = make_method("ttt-discover", adaptive_gamma=False, gamma=0.0, kappa=kappa)
+    exact = kappa * np.asarray(
+        population.reverse_kl_gradient(problem.learner(_params(1)), problem.initial).weight_old)
+    est = method.gradient(problem, _params(n), {}, 0, Streams([13], [0], n)).grad
+    _assert_mean(est.weight_old, exact[:, 0])
+    ref = population.reverse_kl_gradient(problem.learner(_params(1)), problem.initial)
+    for e, r in zip(est[1:], ref[1:], strict=True):
+        _assert_mean(np.moveaxis(e, -1, 0)[:, 0], kappa * r[0, 0])
