@@ -68,3 +68,14 @@ def test_bad_input_exits_with_code_2(tmp_path) -> None:
         assert result.exit_code == 2, (args, result.output)
         assert result.output.startswith("error: ")
     assert "replay_fraction must lie in [0, 1)" in _run("--config", str(cfg)).output
+
+
+def test_every_mixture_preset_runs() -> None:
+    from forgetlab import presets, simulate
+
+    for name in presets.list_presets():
+        if presets.external(name) is not None:
+            continue
+        traj = simulate(presets.get(name, steps=3, stride=1, seeds=2))
+        assert traj.divergences == [], name
+        assert traj.shape[-1] == 4
