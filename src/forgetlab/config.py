@@ -89,7 +89,7 @@ class MixtureConfig(BaseModel):
         if (self.old_mean is None) != (self.new_mean is None):
             raise ValueError("old_mean and new_mean must be given together (or neither)")
         as_covariance(self.cov, self.dim, name="cov")
-        if self.old_mean is not None:
+        if self.old_mean is not None and self.new_mean is not None:
             dist = float(mahalanobis(self.old_mean, self.new_mean, self.cov))
             if not 0.0 < dist <= MAX_SEPARATION:
                 raise ValueError(f"D(old_mean, new_mean) = {dist:g} must lie in "

@@ -74,7 +74,7 @@ def local_geometry(
     step = as_finite(step_size, "step_size", low=0.0, open_low=True)
     hess = fisher_information(target)
     sym = hess if parameterisation == "raw" else _natural(hess, target.weight_old, target.cov)
-    eig = np.linalg.eigvalsh(0.5 * (sym + np.swapaxes(sym, -1, -2)))
+    eig: Array = np.linalg.eigvalsh(0.5 * (sym + np.swapaxes(sym, -1, -2))).astype(np.float64)
     lam_min, lam_max = eig[..., 0], eig[..., -1]
     with np.errstate(divide="ignore"):
         cond = np.where(lam_min > 0, lam_max / np.where(lam_min > 0, lam_min, 1.0), np.inf)
