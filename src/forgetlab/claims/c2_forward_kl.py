@@ -51,6 +51,7 @@ def _configs(steps: int, stride: int, frozen: bool) -> list[SimulationConfig]:
     scales = {"mean_old": 0.0, "mean_new": 0.0} if frozen else {}
     return [
         SimulationConfig(
+            exact_metrics=False,
             method="sft", steps=steps, stride=stride, learning_rate=STEP, lr_scale=scales,
             problem={"dim": 2, "cov": COV, "separation": d, "beta0": b0, "new_mean_start": 1.0},
         )

@@ -46,7 +46,7 @@ ENGINE_FLOOR = 1e-8
 def _configs(steps: int, stride: int) -> list[SimulationConfig]:
     return [
         SimulationConfig(
-            method="rl", steps=steps, stride=stride, learning_rate=STEP,
+            exact_metrics=False, method="rl", steps=steps, stride=stride, learning_rate=STEP,
             problem={"dim": 2, "cov": 1.0, "separation": d, "alpha": ALPHA, "beta0": b0,
                      "new_mean_start": 0.5},
         )

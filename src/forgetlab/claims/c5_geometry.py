@@ -89,7 +89,7 @@ def run(ctx: ClaimContext) -> ClaimResult:
     grid = [(a, d, s) for a in ALPHAS for d in SEPARATIONS for s in STEPS_S]
     configs = [
         SimulationConfig(
-            method="rl", steps=steps, stride=stride, learning_rate=s,
+            exact_metrics=False, method="rl", steps=steps, stride=stride, learning_rate=s,
             problem={"dim": 2, "cov": 1.0, "separation": d, "alpha": a,
                      "beta0": float(a + KICK), "learner_new_mean": [d - KICK, KICK]},
         )

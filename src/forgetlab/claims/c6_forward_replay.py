@@ -51,6 +51,7 @@ def _configs(replay: str, steps: int, stride: int, lr_factor: float = 1.0,
              lambdas: tuple[float, ...] = LAMBDAS) -> list[SimulationConfig]:
     return [
         SimulationConfig(
+            exact_metrics=False,
             method="sft", knobs={"replay": replay, "replay_fraction": lam}, steps=steps,
             stride=stride, learning_rate=STEP * (1.0 - lam if lr_factor < 0 else lr_factor),
             problem={"dim": 2, "cov": COV, "separation": SEPARATION, "beta0": BETA0,

@@ -58,6 +58,7 @@ def _sdft(res: ClaimResult, ctx: ClaimContext, axes: list) -> None:
     lr, tau, beta0, sep = 0.5, 0.1, 0.5, 6.0
     steps = ctx.profile.pick(150, 500)
     cfgs = [SimulationConfig(method="sdft", knobs={"lam_demo": lam, "tau_ema": tau},
+                             exact_metrics=False,
                              regime="population", steps=steps, stride=5, learning_rate=lr,
                              problem={"separation": sep, "beta0": beta0,
                                       "learner_new_mean": [4.0]})
@@ -91,6 +92,7 @@ def _sdft(res: ClaimResult, ctx: ClaimContext, axes: list) -> None:
 
     nu, lr_nu = 0.2, 1.0
     nu_cfg = SimulationConfig(method="sdft", knobs={"lam_demo": 0.1, "tau_ema": tau, "nu": nu},
+                              exact_metrics=False,
                               regime="population", steps=200, stride=10, learning_rate=lr_nu,
                               problem={"separation": 10.0, "beta0": 0.5, "new_mean_start": 1.0})
     tr = simulate(nu_cfg)
@@ -116,6 +118,7 @@ def _ttt(res: ClaimResult, ctx: ClaimContext, ax: object) -> None:
     knobs = {"adaptive_gamma": False, "gamma": GAMMA, "radius": RADIUS}
     prob = {"separation": TTT_SEP, "beta0": 0.6, "new_mean_start": 1.0}
     em = [SimulationConfig(method="ttt-discover", regime="population", optimizer="em",
+                           exact_metrics=False,
                            steps=steps_em, stride=1, knobs={**knobs, "credit_old": credit},
                            problem=prob) for credit in (False, True)]
     plain, credited = simulate(em[0]), simulate(em[1])
@@ -128,9 +131,9 @@ def _ttt(res: ClaimResult, ctx: ClaimContext, ax: object) -> None:
     res.check("TTT (EM, reward credits the old task): max |log odds_t - log odds_0|", 0.0,
               float(np.max(np.abs(logit(credited.weight_old[0, 0]) - logit(0.6)))), 1e-9,
               "floating point")
-    steps = ctx.profile.pick(400, 800)
+    steps = ctx.profile.pick(250, 800)
     runs = [SimulationConfig(method="ttt-discover", regime="population", steps=steps,
-                             stride=steps // 20, learning_rate=1.0,
+                             exact_metrics=False, stride=steps // 20, learning_rate=1.0,
                              knobs={**knobs, "kappa": kappa}, problem=prob)
             for kappa in (0.0, 2.0)]
     free, anchored = simulate(runs[0]), simulate(runs[1])
@@ -154,7 +157,7 @@ def _ttt(res: ClaimResult, ctx: ClaimContext, ax: object) -> None:
 
 
 def _oapl(res: ClaimResult, ctx: ClaimContext, ax: object) -> None:
-    slope, tau, lag = 0.5, 2.0, ctx.profile.pick(200, 300)
+    slope, tau, lag = 0.5, 2.0, ctx.profile.pick(150, 300)
     seeds = ctx.profile.pick(30, 60)
     runs = {}
     for g in (16, 64):

@@ -54,6 +54,7 @@ def _problem(sep: float, start: float = 0.5, beta0: float = BETA0) -> dict:
 def _population(method: str, knobs: dict, seps: list[float], steps: int,
                 lr: float = 0.5, start: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     cfgs = [SimulationConfig(method=method, knobs=knobs, steps=steps, stride=steps,
+                             exact_metrics=False,
                              learning_rate=lr, problem=_problem(s, start)) for s in seps]
     tr = simulate(cfgs)
     return tr.weight_old[:, 0, -1] / BETA0, tr.drift_sup[:, 0, -1]
