@@ -80,6 +80,14 @@ def test_frozen_model_separated_retains_lambda_beta0() -> None:
     assert np.all(grad_norm < 1e-9)
 
 
+def test_frozen_model_without_replay_is_the_c2_limit() -> None:
+    q0 = TwoModeMixture(0.5, np.zeros((2, 1)), [[2.0], [3.0]], 1.0)
+    opt, grad_norm = replay.frozen_model_optimum(q0, [[4.0], [4.0]], np.array([0.0, 0.3]))
+    assert opt.weight_old[0] == 0.0 and grad_norm[0] == 0.0
+    np.testing.assert_array_equal(opt.mean_new[0], [4.0])
+    assert 0.0 < opt.weight_old[1] < 1.0 and grad_norm[1] < 1e-9
+
+
 def test_current_model_replay_is_scaled_sft() -> None:
     """E_q[grad log q] = 0 (engine and Monte Carlo), so lambda q + (1 - lambda) p_new gives the
     SFT gradient times 1 - lambda."""

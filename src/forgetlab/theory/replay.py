@@ -157,6 +157,8 @@ def frozen_model_optimum(
     with the largest E_D[log q] is returned, with the norm of the exact forward-KL gradient
     there (a check that it is stationary). Labels are canonical: the old component is the one
     nearer a.
+    With lambda = 0 the data is p_new, the infimum is at beta = 0 (claim C2) and (0, a, b) is
+    returned with gradient norm 0 (the limit of the gradient there).
     Shapes: batch ``[...]`` of ``initial`` broadcast with ``new_mean`` ``[..., d]`` and
     ``replay`` ``[...]``. Stops when no parameter moves by more than ``tol`` or E_D[log q]
     stops increasing (then the returned gradient norm says how stationary the point is).
@@ -166,7 +168,10 @@ def frozen_model_optimum(
     (b,) = as_means(new_mean, names=("new_mean",))
     if b.shape[-1] != initial.dim:
         raise ValueError(f"new_mean has d={b.shape[-1]}, the model has d={initial.dim}")
-    means, masses = _data_components(initial, b, lam)
+    # lambda = 0: D = p_new, whose infimum is at beta = 0 (claim C2); solve a placeholder
+    # problem there and return (0, a, b), where the gradient tends to 0.
+    none = lam == 0.0
+    means, masses = _data_components(initial, b, np.where(none, 0.5, lam))
     # Starts: old group {a}, {a, m_n(0)}, {a, b}; axis -1 of the batch indexes the grouping.
     groups = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 1]], dtype=float)  # [G, 3]
     w = masses[..., None, :] * groups
@@ -191,7 +196,13 @@ def frozen_model_optimum(
     weight = np.where(swap, 1.0 - weight, weight)
     m_o, m_n = np.where(swap[..., None], m_n, m_o), np.where(swap[..., None], m_o, m_n)
     opt = TwoModeMixture(weight, m_o, m_n, initial.cov)
-    return opt, _gradient_norm(opt, initial, b, lam)
+    grad = _gradient_norm(opt, initial, b, np.where(none, 0.5, lam))
+    none = np.broadcast_to(none, weight.shape)
+    a = np.broadcast_to(initial.mean_old, m_o.shape)
+    opt = TwoModeMixture(np.where(none, 0.0, weight), np.where(none[..., None], a, m_o),
+                         np.where(none[..., None], np.broadcast_to(b, m_n.shape), m_n),
+                         initial.cov)
+    return opt, np.where(none, 0.0, grad)
 
 
 def _gradient_norm(q: TwoModeMixture, initial: TwoModeMixture, b: Array, lam: Array) -> Array:
