@@ -552,3 +552,29 @@ def test_embedding_into_d1000_reproduces_d2():
     back = a_mat.T @ g_big.mean_old  # undo the covector map
     assert_close(back[:2], g.mean_old, rtol=1e-9, atol=1e-11)
     assert_close(back[2:], np.zeros(d - 2), atol=1e-11)
+
+
+def test_broadcasting_learner_batch_against_one_target_and_k_means():
+    rng = np.random.default_rng(12)
+    pairs = [_random_config(2, rng, dq, 3.0, b, 0.4) for dq, b in [(0.5, 0.2), (2.0, 0.5),
+                                                                    (6.0, 0.9)]]
+    p = pairs[0][1]
+    qs = [p.with_params(q.weight_old, q.mean_old, q.mean_new) for q, _ in pairs]  # p's cov
+    q_b = qs[0].with_params([q.weight_old for q in qs], [q.mean_old for q in qs],
+                            [q.mean_new for q in qs])
+    grads = reverse_kl_gradient(q_b, p)
+    means = rng.normal(size=(4, 2))
+    q_col = qs[0].with_params(q_b.weight_old[:, None], q_b.mean_old[:, None, :],
+                              q_b.mean_new[:, None, :])  # batch (3, 1) against K = 4 means
+    resp = expected_responsibility(q_col, means)
+    assert resp.shape == (3, 4) and grads.mean_old.shape == (3, 2)
+    for i, q in enumerate(qs):
+        single = reverse_kl_gradient(q, p)
+        assert_close(grads.weight_old[i], single.weight_old, rtol=1e-13, atol=0)
+        assert_close(grads.mean_new[i], single.mean_new, rtol=1e-13, atol=1e-15)
+        for k in range(4):
+            assert_close(resp[i, k], expected_responsibility(q, means[k]), rtol=1e-13, atol=0)
+    with pytest.raises(ValueError, match="mean has d=3"):
+        expected_responsibility(qs[0], np.zeros(3))
+    with pytest.raises(ValueError, match=r"means must have shape \[..., K, d=2\]"):
+        expected_scores(qs[0], np.zeros(2))
