@@ -9,10 +9,10 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from reproduce_run import quick_run
 
 from forgetlab.claims import claim_ids
 from forgetlab.claims.base import TOLERANCE_SOURCES
+from reproduce_run import quick_run
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
