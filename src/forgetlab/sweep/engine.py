@@ -29,6 +29,8 @@ from forgetlab.sweep.spec import Run
 _SHARED = ("method", "regime", "steps", "stride", "weight_coordinate", "weight_clip", "optimizer",
            "adam_beta1", "adam_beta2", "adam_eps", "batch_size", "max_logit", "max_distance")
 _N_PATHS = 16  # recorded scalar paths per run (parameters and measures), for memory estimates
+_QUAD_NODES = 1100  # quadrature nodes per expectation (forgetlab.quadrature: ~53 panels x 20)
+_QUAD_BLOCK = 4096  # cells per vectorised quadrature block
 
 
 class DynamicsRunner:
@@ -64,19 +66,29 @@ class DynamicsRunner:
         return (*(repr(config[f]) for f in _SHARED), config["problem"]["dim"], discrete)
 
     def estimate_bytes(self, runs: Sequence[Run]) -> int:
-        """Recorded paths ``[C, S, T]`` (16 measures plus 2 d mean coordinates, kept twice:
-        recorder and output) plus working arrays: ``[C, S, B, d]`` samples times 16
-        temporaries in the finite regime, ``[C, S, 64]`` quadrature nodes times 16 otherwise."""
+        """Peak working memory of one ``simulate`` call on ``runs``, for C x S cells.
+
+        Recorded paths ``[C, S, T]`` (16 measures plus 2 d mean coordinates, held twice:
+        recorder and output); quadrature of the exact engine (population gradients, and the
+        recorded measures unless ``exact_metrics`` is off): about 1,100 nodes times 18
+        temporaries per cell, in blocks of at most 4,096 cells; finite-batch samples
+        ``[C, S, B, d + 1]`` times 4 temporaries. Calibrated against tracemalloc peaks
+        (tests/test_sweep_plan_memory.py).
+        """
         if not runs:
             return 0
         cfg = runs[0].config
-        seeds = 1 if cfg["regime"] == "population" else max(r.seed_index for r in runs) + 1
+        finite = cfg["regime"] == "finite"
+        seeds = max(r.seed_index for r in runs) + 1 if finite else 1
         cells = len({r.config_id for r in runs}) * seeds
         d = cfg["problem"]["dim"]
         n_t = cfg["steps"] // cfg["stride"] + 2
-        paths = 2 * cells * n_t * (_N_PATHS + 2 * d) * 8
-        per_cell = cfg["batch_size"] * (d + 1) if cfg["regime"] == "finite" else 64
-        return int(paths + 16 * cells * per_cell * 8)
+        total = 2 * cells * n_t * (_N_PATHS + 2 * d) * 8
+        if not finite or cfg.get("exact_metrics", True):
+            total += min(cells, _QUAD_BLOCK) * _QUAD_NODES * 18 * 8
+        if finite:
+            total += 4 * cells * cfg["batch_size"] * (d + 1) * 8
+        return int(total)
 
     def run(self, runs: Sequence[Run]) -> dict[str, NDArray[Any]]:
         """Simulate the chunk's configurations in one call and pick each run's row."""
