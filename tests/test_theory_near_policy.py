@@ -21,6 +21,8 @@ from forgetlab.theory.near_policy import (
     log_tilt_normaliser,
     random_walk_slope,
     sdft_drift,
+    sdft_gap_energy,
+    sdft_retained_log_odds,
     sdft_weight_factor,
     tilt_log_odds,
 )
@@ -258,3 +260,30 @@ def test_oapl_syncs_apply_the_linear_tilt() -> None:
         se /= np.sqrt(seeds)
         assert np.all(np.abs(extrapolated.mean(0) - pred) <= N_SE * se), (field, extrapolated
                                                                          .mean(0), pred, se)
+
+
+def test_sdft_gap_energy_against_the_recursion() -> None:
+    s_n, tau, lam, e0 = 0.3, 0.05, 0.4, 1.7
+    e = eb = e0
+    total = 0.0
+    for _ in range(20000):
+        total += (e - (1 - lam) * eb) ** 2
+        e, eb = e - s_n * (e - (1 - lam) * eb), (1 - tau) * eb + tau * e
+    np.testing.assert_allclose(sdft_gap_energy(s_n, tau, lam, e0), total, rtol=1e-10)
+
+
+@pytest.mark.slow
+def test_sdft_retained_mass_rises_by_the_gap_energy() -> None:
+    """Separated modes, nu = 0: logit beta_inf = logit beta_0 + T_beta sum_t D_n,t^2 / 2.
+    Tolerance: the prediction holds S_n = s (1 - beta) at beta_0, while beta rises by
+    Delta beta, a relative error of Delta beta / (1 - beta_0) in the rise."""
+    lr, tau, lam, beta0 = 0.5, 0.1, 0.5, 0.5
+    tr = simulate(_sdft({"lam_demo": lam, "tau_ema": tau}, regime="population", steps=400,
+                        stride=400, learning_rate=lr,
+                        problem={"separation": 10.0, "beta0": beta0,
+                                 "learner_new_mean": [8.0]}))
+    pred = float(expit(sdft_retained_log_odds(0.0, lr * beta0 * (1 - beta0), lr * (1 - beta0),
+                                              tau, lam, 2.0)))
+    rise, measured = pred - beta0, tr.weight_old[0, 0, -1] - beta0
+    assert rise > 0.01
+    assert abs(measured - rise) <= rise * rise / (1 - beta0), (measured, rise)

@@ -61,6 +61,12 @@ There is no restoring force towards the initial model: the EMA follows the stude
   beta_0 up to the forcing from overlap and from the mismatch of the new components: for
   separated modes dKL/dbeta = logit beta - logit beta^T + (D_o^2 - D_n^2) / 2, with
   D_n = D(m_n, m_n^T), which *raises* beta by a finite amount while the new mean converges.
+  With e = m_n - mu_demo, bar(e) its EMA, the gap g = e - (1 - lam) bar(e) is linear in
+  z = (e, bar(e)): z <- A z, A = [[1 - S_n, S_n (1 - lam)], [tau, 1 - tau]], so
+  sum_t D_n,t^2 = z_0^T P z_0 with P = A^T P A + c c^T, c = (1, -(1 - lam)) (a discrete
+  Lyapunov equation), and logit beta_inf = logit beta_0 + T_beta sum_t D_n,t^2 / 2, with T_beta
+  the transmission for the weight's step S_beta (:func:`sdft_gap_energy`,
+  :func:`sdft_retained_log_odds`). Overlap lowers the rise.
 * Drift (lam > 0, nu = 0): the new mean converges to mu_demo (the only fixed point of
   u = (1 - lam) u + lam mu_demo). The old mean's forcing is h(m_n) - h(m_n^T),
   h(u) = eps(u)(u - m_o), eps the soft misassignment of the old component; summed along the
@@ -254,3 +260,38 @@ def sdft_weight_factor(tau_ema: ArrayLike, nu: ArrayLike, contraction: ArrayLike
     tr, det = a11 + a22, a11 * a22 - a12 * a21
     disc = np.sqrt(np.maximum(tr**2 / 4 - det, 0.0))
     return tr / 2 + disc
+
+
+def sdft_gap_energy(step_new: ArrayLike, tau_ema: ArrayLike, lam_demo: ArrayLike,
+                    distance0: ArrayLike) -> Array:
+    """sum_{t >= 0} D(m_n(t), m_n^T(t))^2 for the linearised new-mean dynamics (Sigma = sigma^2 I).
+
+    z = (e, bar(e)), e = m_n - mu_demo, z <- A z with A = [[1 - S_n, S_n (1 - lam)],
+    [tau, 1 - tau]], gap g = c.z, c = (1, -(1 - lam)), z_0 = (e_0, e_0), |e_0| = ``distance0``
+    (Mahalanobis). The sum is z_0^T P z_0, P = A^T P A + c c^T, solved as
+    vec(P) = (I - A^T (x) A^T)^{-1} vec(c c^T) (batched over leading axes).
+    """
+    s_n = as_finite(step_new, "step_new", low=0.0, high=1.0, open_low=True)
+    tau = as_finite(tau_ema, "tau_ema", low=0.0, high=1.0, open_low=True)
+    lam = as_finite(lam_demo, "lam_demo", low=0.0, high=1.0, open_low=True)
+    e0 = as_finite(distance0, "distance0", low=0.0)
+    s_n, tau, lam, e0 = np.broadcast_arrays(s_n, tau, lam, e0)
+    a = np.stack([np.stack([1 - s_n, s_n * (1 - lam)], -1), np.stack([tau, 1 - tau], -1)], -2)
+    c = np.stack([np.ones_like(lam), -(1 - lam)], -1)
+    at = np.swapaxes(a, -1, -2)
+    kron = np.einsum("...ij,...kl->...ikjl", at, at).reshape(*a.shape[:-2], 4, 4)
+    q = np.einsum("...i,...j->...ij", c, c).reshape(*a.shape[:-2], 4)
+    p = np.linalg.solve(np.eye(4) - kron, q[..., None])[..., 0].reshape(*a.shape[:-2], 2, 2)
+    return e0**2 * np.sum(p, axis=(-1, -2))
+
+
+def sdft_retained_log_odds(log_odds0: ArrayLike, step_weight: ArrayLike, step_new: ArrayLike,
+                           tau_ema: ArrayLike, lam_demo: ArrayLike, distance0: ArrayLike
+                           ) -> Array:
+    """logit beta_inf = logit beta_0 + T(S_beta, tau) sum_t D_n,t^2 / 2 (separated modes, nu = 0).
+
+    S_beta is the weight's contraction step in the logit (gradient descent with rate s:
+    s beta (1 - beta)); the sum comes from :func:`sdft_gap_energy`.
+    """
+    energy = sdft_gap_energy(step_new, tau_ema, lam_demo, distance0)
+    return as_finite(log_odds0, "log_odds0") + ema_transmission(step_weight, tau_ema) * energy / 2
