@@ -162,6 +162,8 @@ def test_population_runs_have_one_deterministic_seed() -> None:
     ({"method": "sft", "optimizer": "sgd"}, "optimizer"),
     ({"method": "sft", "problem": {"alpha": 1.0}}, "alpha"),
     ({"method": "sft", "steps": 10, "colour": "red"}, "colour"),
+    ({"method": "sft", "problem": {"dim": 2, "cov": [[1.0, 2.0], [2.0, 1.0]]}},
+     "problem.cov must be positive definite"),
 ])
 def test_bad_configurations_raise_value_errors(data: dict, match: str) -> None:
     from forgetlab.simconfig import parse_config

@@ -224,12 +224,17 @@ def _batched_method(configs: Sequence[SimulationConfig]) -> Method:
     return get_method(configs[0].method)(**values)
 
 
-def _stack(mixtures: Sequence[TwoModeMixture]) -> TwoModeMixture:
-    """Batch-shape ``[]`` mixtures stacked to ``[C, 1]``."""
-    return TwoModeMixture(np.stack([m.weight_old for m in mixtures])[:, None],
-                          np.stack([m.mean_old for m in mixtures])[:, None],
-                          np.stack([m.mean_new for m in mixtures])[:, None],
-                          np.stack([m.cov for m in mixtures])[:, None])
+def _problem(configs: Sequence[SimulationConfig]) -> Problem:
+    """Target and initial model of every configuration stacked to batch shape ``[C, 1]``."""
+    v = [c.problem.arrays() for c in configs]
+
+    def col(key: str) -> Array:
+        return np.stack([np.asarray(x[key], dtype=float) for x in v])[:, None]
+
+    cov = col("cov")
+    return Problem(TwoModeMixture(col("alpha"), col("a"), col("b"), cov),
+                   TwoModeMixture(col("beta0"), col("a"), col("start"), cov),
+                   configs[0].batch_size)
 
 
 def simulate(config: SimulationConfig | Sequence[SimulationConfig],
@@ -263,8 +268,7 @@ def simulate(config: SimulationConfig | Sequence[SimulationConfig],
         raise ValueError("config_ids must have one entry per configuration")
     method = _batched_method(configs)
     method.check_regime(first.regime)
-    problem = Problem(_stack([c.problem.target() for c in configs]),
-                      _stack([c.problem.initial() for c in configs]), first.batch_size)
+    problem = _problem(configs)
     n_seeds = 1 if first.regime == "population" else first.seeds
     shape = (len(configs), n_seeds)
     init = problem.initial

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from forgetlab._validation import as_covariance
 from forgetlab.methods import get_method
 from forgetlab.methods.base import Knob
 from forgetlab.mixture import TwoModeMixture
@@ -67,26 +68,31 @@ class ProblemConfig(_Strict):
                 raise ValueError(f"problem.{name} must have dim = {self.dim} entries")
         if (self.old_mean is None) != (self.new_mean is None):
             raise ValueError("give both problem.old_mean and problem.new_mean, or neither")
+        as_covariance(np.asarray(self.cov, dtype=float), self.dim, "problem.cov")
         return self
+
+    def arrays(self) -> dict[str, Any]:
+        """alpha, a, b, Sigma ``[d, d]``, beta0 and m_n(0) as numbers and arrays."""
+        cov = as_covariance(np.asarray(self.cov, dtype=float), self.dim, "problem.cov")
+        if self.old_mean is not None and self.new_mean is not None:
+            a, b = np.asarray(self.old_mean, dtype=float), np.asarray(self.new_mean, dtype=float)
+        else:
+            a = np.zeros(self.dim)
+            b = self.separation * np.linalg.cholesky(cov)[:, 0]
+        start = (np.asarray(self.learner_new_mean, dtype=float)
+                 if self.learner_new_mean is not None else a + self.new_mean_start * (b - a))
+        return {"alpha": self.alpha, "a": a, "b": b, "cov": cov, "beta0": self.beta0,
+                "start": start}
 
     def target(self) -> TwoModeMixture:
         """p* as a mixture with batch shape ``[]``."""
-        cov = np.asarray(self.cov, dtype=float)
-        if self.old_mean is not None and self.new_mean is not None:
-            a, b = np.asarray(self.old_mean), np.asarray(self.new_mean)
-        else:
-            unit = TwoModeMixture(0.5, np.zeros(self.dim), np.zeros(self.dim), cov)
-            a = np.zeros(self.dim)
-            b = self.separation * unit.chol[:, 0]
-        return TwoModeMixture(self.alpha, a, b, cov)
+        v = self.arrays()
+        return TwoModeMixture(v["alpha"], v["a"], v["b"], v["cov"])
 
     def initial(self) -> TwoModeMixture:
         """q_0 with m_o(0) = a (the old component is already correct)."""
-        p = self.target()
-        a, b = p.mean_old, p.mean_new
-        start = (np.asarray(self.learner_new_mean) if self.learner_new_mean is not None
-                 else a + self.new_mean_start * (b - a))
-        return TwoModeMixture(self.beta0, a, start, p.cov)
+        v = self.arrays()
+        return TwoModeMixture(v["beta0"], v["a"], v["start"], v["cov"])
 
 
 class GroupScales(_Strict):
