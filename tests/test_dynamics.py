@@ -263,3 +263,17 @@ def test_batch_key_groups_compatible_configurations() -> None:
                                                     problem={"separation": 2.0}))
     assert batch_key(a) != batch_key(a.with_updates(knobs={"group_size": 4}))
     assert batch_key(a) != batch_key(a.with_updates(exact_metrics=False))
+
+
+def test_finite_batch_em_fluctuates_around_the_replay_fixed_point() -> None:
+    """EM on minibatches of D_lambda: beta_t is a batch fraction of old-looking draws, so the
+    seed spread is about sqrt(lambda (1 - lambda) / B) around lambda."""
+    lam, batch, seeds = 0.3, 2000, 12
+    cfg = SimulationConfig(method="sft", regime="finite", optimizer="em", steps=15, stride=5,
+                           batch_size=batch, seeds=seeds,
+                           knobs={"replay": "old", "replay_fraction": lam},
+                           problem={"separation": 5.0})
+    beta = simulate(cfg).weight_old[0, :, -1]
+    sd = np.sqrt(lam * (1 - lam) / batch)
+    assert abs(beta.mean() - lam) <= 4 * sd / np.sqrt(seeds)
+    assert 0.4 * sd < beta.std(ddof=1) < 2.0 * sd
