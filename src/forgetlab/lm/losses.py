@@ -17,6 +17,11 @@ import torch
 import torch.nn.functional as F
 
 
+def _float(x: torch.Tensor) -> torch.Tensor:
+    """At least float32 (half-precision logits are promoted; float64 stays float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     if mask is None:
         return x.mean()
@@ -28,7 +33,7 @@ def token_cross_entropy(
     logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Mean over counted tokens of -log softmax(logits)[target]: the SFT (forward-KL) loss."""
-    nll = F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(), reduction="none")
+    nll = F.cross_entropy(_float(logits.flatten(0, -2)), targets.flatten(), reduction="none")
     return _masked_mean(nll.view(targets.shape), mask)
 
 
@@ -58,8 +63,8 @@ def generalized_jsd(
     """
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta must lie in [0, 1], got {beta}")
-    s = F.log_softmax(student_logits.float(), dim=-1)
-    t = F.log_softmax(teacher_logits.float(), dim=-1)
+    s = F.log_softmax(_float(student_logits), dim=-1)
+    t = F.log_softmax(_float(teacher_logits), dim=-1)
     if beta == 0.0:
         per_token = token_kl(t, s)
     elif beta == 1.0:

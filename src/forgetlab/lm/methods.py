@@ -195,8 +195,8 @@ class RFT(LMMethod):
         if step == 0 or (self.regenerate_every and step % self.regenerate_every == 0):
             self._regenerate(s.base if not self.regenerate_every else s.policy)
         prompts, answers = self.pool[0]
-        if prompts.shape[0] == 0:
-            raise ValueError("no sample passed the verifier; increase group_size or pool_batches")
+        if prompts.shape[0] == 0:  # nothing passed the verifier: a step that changes nothing
+            return sum(p.sum() for p in s.policy.parameters()) * 0.0, {"pool": 0.0}
         pick = torch.randint(0, prompts.shape[0], (s.batch_size,), generator=s.gen)
         return _sft_loss(s.policy, prompts[pick], answers[pick]), {
             "pool": float(prompts.shape[0])}

@@ -212,8 +212,8 @@ def _exact_branches(
     new = torch.zeros(n, dtype=torch.float64)
     if answer_len == 1:
         return old, new
-    rest = torch.tensor(list(itertools.product(range(vocab), repeat=answer_len - 2)),
-                        dtype=torch.long).reshape(-1, answer_len - 2)
+    combos = list(itertools.product(range(vocab), repeat=answer_len - 2))
+    rest = torch.tensor(combos, dtype=torch.long).reshape(len(combos), answer_len - 2)
     last = torch.zeros((rest.shape[0], 1), dtype=torch.long)  # fed nowhere: a placeholder
     for i in range(n):
         prompt = prompts[i : i + 1]

@@ -82,7 +82,7 @@ def pretrain(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if progress is not None:
             progress(step + 1, cfg.steps)
     model.eval()
@@ -176,7 +176,7 @@ def post_train(
         if progress is not None:
             progress(step + 1, cfg.max_steps)
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
-            record = {"step": step + 1, "loss": float(loss), **diag, **evaluate(policy),
+            record = {"step": step + 1, "loss": float(loss.detach()), **diag, **evaluate(policy),
                       "seconds": time.perf_counter() - start}
             trajectory.append(record)
             if cfg.target_gain is not None and record["new_task_gain"] >= cfg.target_gain:
