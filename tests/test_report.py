@@ -158,4 +158,3 @@ def test_quick_profile_writes_everything() -> None:
             assert (run.out / rel).stat().st_size > 0
         if c["status"] != "skipped":
             assert {p.rsplit(".", 1)[1] for p in c["figures"]} == {"png", "svg"}, c["claim_id"]
-    assert run.wall_s < 180.0, f"quick profile took {run.wall_s:.0f} s (budget 180 s)"
