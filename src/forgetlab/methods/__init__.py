@@ -28,7 +28,9 @@ def list_methods() -> list[str]:
 
 def get_method(name: str) -> type[Method]:
     """The method class registered as ``name``; ValueError listing the allowed names."""
-    methods = _discover()
+    methods = registered()
+    if name not in methods:  # scan the package only for a name not registered yet
+        methods = _discover()
     if name not in methods:
         raise ValueError(f"unknown method '{name}'; allowed: {', '.join(sorted(methods))}")
     return methods[name]
