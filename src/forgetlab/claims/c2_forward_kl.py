@@ -142,7 +142,7 @@ def _decay(res: ClaimResult, traj: Trajectory, ax: object) -> None:
 def run(ctx: ClaimContext) -> ClaimResult:
     """Check the identity, the condition rho < beta, monotone decay and the 1/t rate."""
     id_steps = ctx.profile.pick(30, 300)
-    long_steps = ctx.profile.pick(1000, 20000)
+    long_steps = ctx.profile.pick(1000, 4000)
     stride = ctx.profile.pick(50, 200)
     res = new_result(ctx, STATEMENT, cov=COV, separations=SEPARATIONS, beta0=BETA0,
                      learning_rate=STEP, weight_coordinate="logit", identity_steps=id_steps,
