@@ -45,9 +45,10 @@ def reference_log_expectation(kind: str, m: float, s: float) -> float:
 _RNG = np.random.default_rng(0)
 CASES = [(0.0, 0.0), (0.3, 0.0), (-2.0, 1e-8), (0.0, 1e-3), (1.0, 0.5), (-3.0, 2.0),
          (0.0, 40.0), (-800.0, 40.0), (800.0, 40.0), (-820.0, 40.0), (5.0, 60.0),
-         (-1800.0, 60.0), (30.0, 0.05), (-13.8, 0.05), (13.8, 1e-6)]
-CASES += [(float(m), float(s)) for m, s in zip(_RNG.uniform(-900, 900, 10),
-                                                _RNG.uniform(0, 45, 10), strict=True)]
+         (-1800.0, 60.0), (30.0, 0.05), (-13.8, 0.05), (13.8, 1e-6),
+         (-20000.0, 200.0), (20000.0, 200.0), (0.0, 500.0), (-2e5, 600.0), (3000.0, 100.0)]
+CASES += [(float(m), float(s)) for m, s in zip(_RNG.uniform(-3000, 3000, 10),
+                                                _RNG.uniform(0, 80, 10), strict=True)]
 CASES += [(float(m), float(s)) for m, s in zip(_RNG.uniform(-30, 30, 10),
                                                 _RNG.uniform(0, 4, 10), strict=True)]
 
