@@ -42,7 +42,7 @@ importance weight in the batch). A method may add others.
   per run with :func:`sample_mixture` / :func:`sample_components` / ``rng.normal`` /
   ``rng.uniform`` and return the estimator's gradient. Never use another source of randomness.
 
-Helpers: :class:`SampleBatch` evaluates log-densities of mixtures sharing Sigma and weighted
+Building blocks: :class:`SampleBatch` evaluates log-densities of mixtures sharing Sigma and weighted
 score means (1/n) sum_i c_i grad log q(x_i) from one whitening of the samples (the fast path
 for score-function estimators); :func:`batch_mean` does the same from per-sample scores.
 
