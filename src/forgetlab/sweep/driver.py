@@ -48,31 +48,28 @@ def execute_chunk(task: tuple[ChunkRunner, Sequence[Run]]) -> dict[str, NDArray[
 
 
 def _progress(enabled: bool, total: int, done: int) -> Any:
+    """A rich progress bar on stderr: runs done / total, rate, elapsed and remaining time."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
-        TaskProgressColumn,
+        ProgressColumn,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.text import Text
 
-    class _Rate(TextColumn):
-        def __init__(self) -> None:
-            super().__init__("")
-
-        def render(self, task: Any) -> Any:
-            from rich.text import Text
-
+    class _Rate(ProgressColumn):
+        def render(self, task: Any) -> Text:
             speed = task.finished_speed or task.speed
-            return Text(f"{speed:,.0f} runs/s" if speed else "- runs/s")
+            return Text(f"{speed:,.1f} runs/s" if speed else "- runs/s")
 
-    progress = Progress(TextColumn("runs"), BarColumn(), MofNCompleteColumn(),
-                        TaskProgressColumn(), _Rate(), TimeElapsedColumn(), TextColumn("left"),
+    progress = Progress(TextColumn("runs"), BarColumn(), MofNCompleteColumn(), _Rate(),
+                        TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("left"),
                         TimeRemainingColumn(), console=Console(file=sys.stderr),
-                        disable=not enabled, transient=False)
+                        disable=not enabled)
     task = progress.add_task("runs", total=total, completed=done)
     return progress, task
 
