@@ -159,7 +159,7 @@ class BenchmarkResult:
             lines.append(
                 f"| {r.setting} | {r.method} | {'yes' if r.reached else 'no'} | {r.steps} "
                 f"| {r.new_task_gain:.3f} | {r.old_mass_lost:.3f} | {r.mass_kl:.4f} "
-                f"| {r.old_drift_kl:.3f} ± {r.old_drift_kl_se:.3f} | {theory} |")
+                f"| {r.old_drift_kl:.2e} ± {r.old_drift_kl_se:.1e} | {theory} |")
         return "\n".join(lines)
 
     def figures(self, out_dir: Path) -> list[Path]:
