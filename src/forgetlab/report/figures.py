@@ -121,7 +121,7 @@ def save_figure(fig: Figure, directory: Path, stem: str) -> list[Path]:
     paths = [directory / f"{stem}.png", directory / f"{stem}.svg"]
     for ax in fig.axes:
         if ax.get_legend_handles_labels()[0] and ax.get_label() != "<colorbar>":
-            ax.legend(loc="best", frameon=False)
+            ax.legend(loc="best", frameon=False, fontsize=7)
     with plt.rc_context(_RC):
         fig.savefig(paths[0], dpi=150)
         fig.savefig(paths[1], metadata={"Date": None})
