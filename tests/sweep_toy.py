@@ -45,3 +45,10 @@ class ToyRunner:
         y = np.array([r.config["y"] for r in runs])
         time.sleep(self.sleep * len(runs))
         return {"noise": draws.mean(axis=1), "value": x * y + draws.mean(axis=1)}
+
+
+def worker_pid(_: int) -> int:
+    """The id of the process that runs this task."""
+    import os
+
+    return os.getpid()

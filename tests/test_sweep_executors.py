@@ -17,10 +17,10 @@ from forgetlab.dynamics import simulate
 from forgetlab.simconfig import parse_config
 from forgetlab.sweep.driver import run_sweep
 from forgetlab.sweep.engine import DynamicsRunner
-from forgetlab.sweep.executors import LocalExecutor
+from forgetlab.sweep.executors import LocalExecutor, WorkerLost
 from forgetlab.sweep.spec import parse_spec
 from forgetlab.sweep.store import ResultStore, load_results, part_files, rows_frame
-from sweep_toy import ToyRunner
+from sweep_toy import ToyRunner, worker_pid
 
 SPEC = {"name": "toy", "seeds": 5, "axes": {"x": [0.0, 0.5, 1.0, 2.0, 4.0], "y": [1.0, -2.0],
                                              "kind": ["a", "b"]}}
@@ -121,7 +121,7 @@ def test_ray_local_instance_same_table(tmp_path, engine_reference):
 _SCRIPT = """
 import sys
 sys.path.insert(0, {here!r})
-from sweep_toy import ToyRunner
+from sweep_toy import ToyRunner, worker_pid
 from forgetlab.dynamics import simulate
 from forgetlab.simconfig import parse_config
 from forgetlab.sweep.driver import run_sweep
@@ -190,4 +190,23 @@ def test_dask_sweep_survives_a_killed_worker(tmp_path, reference, dask_cluster):
     outcome = run_sweep(parse_spec(SPEC), tmp_path, ToyRunner(sleep=0.03), executor="dask",
                         address=dask_cluster.scheduler_address, chunk_size=4, progress=False)
     assert killed.is_set() and outcome.complete
+    pd.testing.assert_frame_equal(load_results(tmp_path), reference, check_exact=True)
+
+
+def test_a_dead_local_worker_stops_the_sweep_cleanly_and_resume_completes(tmp_path, reference):
+    with LocalExecutor(2) as pool:
+        victim = next(pid for _, pid in pool.map_unordered(worker_pid, [0]))
+
+        def kill_after_parts() -> None:
+            while len(part_files(tmp_path)) < 4:
+                time.sleep(0.01)
+            os.kill(victim, signal.SIGKILL)
+
+        threading.Thread(target=kill_after_parts, daemon=True).start()
+        with pytest.raises(WorkerLost, match="worker process died"):
+            run_sweep(parse_spec(SPEC), tmp_path, ToyRunner(sleep=0.03), executor=pool,
+                      chunk_size=4, progress=False)
+    stored = load_results(tmp_path)
+    assert 0 < len(stored) < 100 and not stored["run_id"].duplicated().any()
+    run_sweep(parse_spec(SPEC), tmp_path, ToyRunner(), workers=1, progress=False)
     pd.testing.assert_frame_equal(load_results(tmp_path), reference, check_exact=True)

@@ -44,13 +44,14 @@ def run_cmd(spec: str, out: str, executor: str, address: str | None, workers: in
             chunk_size: int | None, progress: bool) -> None:
     """Run SPEC into the result directory --out, skipping runs already stored there."""
     from forgetlab.sweep.driver import run_sweep
+    from forgetlab.sweep.executors import WorkerLost
     from forgetlab.sweep.spec import load_spec
     from forgetlab.sweep.store import StoreError
 
     try:
         outcome = run_sweep(load_spec(spec), out, executor=executor, address=address,
                             workers=workers, chunk_size=chunk_size, progress=progress)
-    except StoreError as err:
+    except (StoreError, WorkerLost) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(1)
     stored = outcome.skipped + outcome.executed

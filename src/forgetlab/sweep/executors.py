@@ -6,8 +6,10 @@ returned to the calling process, which alone writes the store, so workers need n
 file system and a worker that dies only costs its chunk a retry (Dask and Ray reschedule it).
 
 * ``local``: ``concurrent.futures.ProcessPoolExecutor`` with ``workers`` processes (default:
-  all cores), started with ``spawn``; workers ignore SIGINT so that Ctrl-C reaches only the
-  driver, which cancels what has not started.
+  all cores), started with ``spawn`` (scripts calling it need the ``if __name__ ==
+  "__main__":`` guard); workers ignore SIGINT so that Ctrl-C reaches only the driver, which
+  cancels what has not started. A worker that dies stops the sweep with :class:`WorkerLost`
+  (there is no retry locally; running again resumes).
 * ``dask``: a ``distributed.Client`` on ``address`` (a scheduler such as
   ``tcp://host:8786``), or on a ``LocalCluster`` of ``workers`` single-threaded processes.
 * ``ray``: ``ray.init(address)`` (``auto`` or ``ray://host:10001``), or a local Ray
@@ -25,9 +27,14 @@ import signal
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 EXECUTORS = ("local", "dask", "ray")
+
+
+class WorkerLost(RuntimeError):
+    """A local worker process died (killed, out of memory); stored chunks stay valid."""
 
 
 def _ignore_sigint() -> None:
@@ -85,7 +92,13 @@ class LocalExecutor(Executor):
         while self._pending:
             done, self._pending = wait(self._pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                yield index[fut], fut.result()
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:
+                    raise WorkerLost("a local worker process died (killed or out of memory); "
+                                     "the chunks stored so far are intact, run again to "
+                                     "resume") from None
+                yield index[fut], result
 
     def cancel(self) -> None:
         for fut in self._pending:
