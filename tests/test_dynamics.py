@@ -277,3 +277,20 @@ def test_finite_batch_em_fluctuates_around_the_replay_fixed_point() -> None:
     sd = np.sqrt(lam * (1 - lam) / batch)
     assert abs(beta.mean() - lam) <= 4 * sd / np.sqrt(seeds)
     assert 0.4 * sd < beta.std(ddof=1) < 2.0 * sd
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_seed_chunking_gives_the_same_numbers(method: str, monkeypatch) -> None:
+    """Finite-batch gradients are computed over slices of seeds; the result must not change."""
+    import forgetlab.dynamics as dyn
+
+    if "finite" not in make_method(method).regimes:
+        pytest.skip(f"{method} has no finite-batch regime")
+    cfg = SimulationConfig(method=method, regime="finite", steps=3, stride=1, seeds=5,
+                           batch_size=40, learning_rate=0.05)
+    monkeypatch.setattr(dyn, "CACHE_ELEMENTS", 80)  # two seeds per call
+    chunked = simulate(cfg)
+    monkeypatch.setattr(dyn, "CACHE_ELEMENTS", 10**9)
+    whole = simulate(cfg)
+    np.testing.assert_allclose(chunked.weight_old, whole.weight_old, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(chunked.mean_new, whole.mean_new, rtol=1e-13, atol=1e-15)

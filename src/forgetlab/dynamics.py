@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from scipy.special import expit
 
 from forgetlab.methods import get_method
-from forgetlab.methods.base import Method, Problem, Streams
+from forgetlab.methods.base import Method, Problem, State, StepOutput, Streams
 from forgetlab.metrics import distance
 from forgetlab.mixture import MixtureParams, TwoModeMixture
 from forgetlab.simconfig import SimulationConfig
@@ -38,6 +38,7 @@ from forgetlab.trajectory import Recorder, Trajectory
 
 Array = NDArray[np.float64]
 OPTIMIZERS = ("gd", "adam", "em")
+CACHE_ELEMENTS = 16_384  # finite batch: seeds per gradient call ~ this / (B d)
 COORDINATES = ("logit", "raw")
 
 
@@ -142,6 +143,30 @@ def sane(params: MixtureParams, coords: MixtureParams, problem: Problem, opt: Op
     return ok
 
 
+def _chunked_gradient(method: Method, problem: Problem, params: MixtureParams, state: State,
+                      step: int, rng: Streams | None, chunk: int) -> StepOutput:
+    """``method.gradient`` over slices of at most ``chunk`` seeds (finite batch), so that the
+    per-sample arrays stay in cache; every run uses its own generator, so the numbers are those
+    of one call. Methods whose state is not shaped ``[C, S, ...]`` are called once."""
+    n_seeds = params.weight_old.shape[1]
+    if rng is None or n_seeds <= chunk or any(
+            np.ndim(v) < 2 or np.shape(v)[1] != n_seeds for v in state.values()):
+        return method.gradient(problem, params, state, step, rng)
+    outs = []
+    for lo in range(0, n_seeds, chunk):
+        sl = slice(lo, lo + chunk)
+        outs.append(method.gradient(problem, MixtureParams(*(x[:, sl] for x in params)),
+                                    {k: v[:, sl] for k, v in state.items()}, step,
+                                    rng.take(sl)))
+
+    def cat(parts: list[Array]) -> Array:
+        return np.concatenate(parts, axis=1)
+
+    return StepOutput(MixtureParams(*(cat([o.grad[i] for o in outs]) for i in range(3))),
+                      {k: cat([o.state[k] for o in outs]) for k in outs[0].state},
+                      {k: cat([o.diagnostics[k] for o in outs]) for k in outs[0].diagnostics})
+
+
 def _select(mask: Array, new: MixtureParams, old: MixtureParams) -> MixtureParams:
     return MixtureParams(np.where(mask, new.weight_old, old.weight_old),
                          np.where(mask[..., None], new.mean_old, old.mean_old),
@@ -165,6 +190,7 @@ def run(method: Method, problem: Problem, params0: MixtureParams, steps: int, st
     stepper = _Stepper(opt, coords)
     state = method.init_state(problem, params)
     rec = Recorder(shape, problem.dim, steps, stride, exact_metrics)
+    chunk = max(1, CACHE_ELEMENTS // (problem.batch_size * problem.dim))
     recorded = set(rec.steps.tolist())
     rec.record(problem.learner(params), problem.target)
     active = np.ones(shape, dtype=bool)
@@ -175,7 +201,7 @@ def run(method: Method, problem: Problem, params0: MixtureParams, steps: int, st
                 new_params, state, diag = method.em_update(problem, params, state, t, rng)
                 new_coords = to_coordinates(new_params, opt.coordinate)
             else:
-                out = method.gradient(problem, params, state, t, rng)
+                out = _chunked_gradient(method, problem, params, state, t, rng, chunk)
                 state, diag = out.state, out.diagnostics
                 grad = coordinate_gradient(out.grad, params, opt.coordinate)
                 new_coords = stepper(coords, grad)

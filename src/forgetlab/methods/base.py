@@ -126,6 +126,13 @@ class Streams:
         ]
         self.shape = (len(self.generators), int(n_seeds))
 
+    def take(self, seeds: slice) -> Streams:
+        """The same generators for a slice of the seed axis (they advance together)."""
+        out = object.__new__(Streams)
+        out.generators = [row[seeds] for row in self.generators]
+        out.shape = (self.shape[0], len(out.generators[0]) if out.generators else 0)
+        return out
+
     def _fill(self, draw: str, tail: tuple[int, ...]) -> Array:
         out = np.empty((*self.shape, *tail))
         for c, row in enumerate(self.generators):
