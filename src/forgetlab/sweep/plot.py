@@ -119,7 +119,8 @@ def plot_sweep(table: pd.DataFrame, x: str, y: str | None, metric: str,
 
 def _label(keys: list[str], values: Any) -> str:
     values = values if isinstance(values, tuple) else (values,)
-    return ", ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True)) or "all runs"
+    return ", ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True)
+                     if v != "-") or "all runs"
 
 
 def _lines(ax: Any, part: pd.DataFrame, x: str, metric: str, label: str | None) -> None:
