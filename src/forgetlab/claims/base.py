@@ -36,6 +36,8 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from forgetlab.simconfig import SimulationConfig
+
 CheckKind = Literal["equal", "upper_bound", "lower_bound"]
 Status = Literal["passed", "failed", "skipped", "error"]
 
@@ -289,6 +291,13 @@ def run_claim(spec: ClaimSpec, profile: Profile, seed: int, figure_dir: Path) ->
         result.notes.append(tail)
     result.runtime_s = time.perf_counter() - start
     return result
+
+
+def sim_config(**fields: Any) -> SimulationConfig:
+    """A validated :class:`~forgetlab.simconfig.SimulationConfig` from keyword fields."""
+    from forgetlab.simconfig import SimulationConfig
+
+    return SimulationConfig.model_validate(fields)
 
 
 def new_result(ctx: ClaimContext, statement: str, **parameters: Any) -> ClaimResult:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.axes import Axes
 
 from forgetlab import presets
 from forgetlab.claims.base import ClaimContext, ClaimResult, new_result
@@ -31,7 +32,7 @@ STATEMENT = (
 N_SIGMA = 4.0
 
 
-def _drift_loss(res: ClaimResult, rng: np.random.Generator, n: int, ax: object) -> None:
+def _drift_loss(res: ClaimResult, rng: np.random.Generator, n: int, ax: Axes) -> None:
     dim = 3
     cov = np.diag([1.0, 2.0, 0.5])
     a = np.zeros(dim)
@@ -57,7 +58,7 @@ def _drift_loss(res: ClaimResult, rng: np.random.Generator, n: int, ax: object) 
           "quality loss of drift = delta^2 / 2")
 
 
-def _starvation(res: ClaimResult, rng: np.random.Generator, n_batches: int, ax: object) -> None:
+def _starvation(res: ClaimResult, rng: np.random.Generator, n_batches: int, ax: Axes) -> None:
     betas = np.array([0.02, 0.05, 0.1, 0.2])
     sizes = np.array([1, 2, 4, 8, 16, 32])
     model = TwoModeMixture(betas, np.zeros(1), np.full(1, 4.0), 1.0)  # batch [k]
@@ -77,7 +78,7 @@ def _starvation(res: ClaimResult, rng: np.random.Generator, n_batches: int, ax: 
           "starvation = (1 - beta)^B")
 
 
-def _runs(res: ClaimResult, ctx: ClaimContext, ax: object) -> None:
+def _runs(res: ClaimResult, ctx: ClaimContext, ax: Axes) -> None:
     config = presets.get("sft", steps=ctx.profile.pick(200, 1000), exact_metrics=False)
     traj = simulate(config)
     beta = np.asarray(traj.weight_old)

@@ -23,10 +23,11 @@ eta, step s):
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.axes import Axes
 from scipy.special import logit
 
 from forgetlab import population, theory
-from forgetlab.claims.base import ClaimContext, ClaimResult, new_result
+from forgetlab.claims.base import ClaimContext, ClaimResult, new_result, sim_config
 from forgetlab.dynamics import simulate
 from forgetlab.mixture import TwoModeMixture
 from forgetlab.report.figures import label, new_figure, theory_vs_sim
@@ -50,7 +51,7 @@ STEP = 0.5
 def _configs(steps: int, stride: int, frozen: bool) -> list[SimulationConfig]:
     scales = {"mean_old": 0.0, "mean_new": 0.0} if frozen else {}
     return [
-        SimulationConfig(
+        sim_config(
             exact_metrics=False,
             method="sft", steps=steps, stride=stride, learning_rate=STEP, lr_scale=scales,
             problem={"dim": 2, "cov": COV, "separation": d, "beta0": b0, "new_mean_start": 1.0},
@@ -71,7 +72,7 @@ def _rho(traj: Trajectory) -> np.ndarray:
     return population.expected_responsibility(_learner(traj), b)
 
 
-def _identity(res: ClaimResult, traj: Trajectory, ax: object) -> None:
+def _identity(res: ClaimResult, traj: Trajectory, ax: Axes) -> None:
     beta = traj.weight_old
     rho = _rho(traj)
     d_eta = np.diff(logit(beta), axis=-1) / STEP
@@ -100,7 +101,7 @@ def _condition(res: ClaimResult) -> None:
     res.parameters["condition_grid"] = {"beta": [1e-6, 1 - 1e-6, 60], "separation": seps}
 
 
-def _decay(res: ClaimResult, traj: Trajectory, ax: object) -> None:
+def _decay(res: ClaimResult, traj: Trajectory, ax: Axes) -> None:
     beta = traj.weight_old[:, 0, :]  # [C, T]
     steps = traj.steps
     inc = float(np.max(np.diff(beta, axis=-1)))

@@ -19,10 +19,11 @@ from several separations and initial weights. Checks:
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.axes import Axes
 from scipy.special import logit
 
 from forgetlab import population, theory
-from forgetlab.claims.base import ClaimContext, ClaimResult, new_result
+from forgetlab.claims.base import ClaimContext, ClaimResult, new_result, sim_config
 from forgetlab.dynamics import simulate
 from forgetlab.gaussian import bhattacharyya_coefficient
 from forgetlab.mixture import TwoModeMixture
@@ -45,7 +46,7 @@ ENGINE_FLOOR = 1e-8
 
 def _configs(steps: int, stride: int) -> list[SimulationConfig]:
     return [
-        SimulationConfig(
+        sim_config(
             exact_metrics=False, method="rl", steps=steps, stride=stride, learning_rate=STEP,
             problem={"dim": 2, "cov": 1.0, "separation": d, "alpha": ALPHA, "beta0": b0,
                      "new_mean_start": 0.5},
@@ -55,7 +56,7 @@ def _configs(steps: int, stride: int) -> list[SimulationConfig]:
     ]
 
 
-def _separated_gradient(res: ClaimResult, ax: object) -> None:
+def _separated_gradient(res: ClaimResult, ax: Axes) -> None:
     seps = np.array([6.0, 8.0, 10.0, 12.0])
     betas = np.array([0.05, 0.2, 0.5, 0.8])
     s, b = np.meshgrid(seps, betas, indexing="ij")

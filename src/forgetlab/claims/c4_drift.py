@@ -27,11 +27,10 @@ from __future__ import annotations
 import numpy as np
 
 from forgetlab import theory
-from forgetlab.claims.base import ClaimContext, ClaimResult, new_result
+from forgetlab.claims.base import ClaimContext, ClaimResult, new_result, sim_config
 from forgetlab.dynamics import simulate
 from forgetlab.mixture import TwoModeMixture
 from forgetlab.report.figures import label, new_figure, theory_vs_sim
-from forgetlab.simconfig import SimulationConfig
 from forgetlab.trajectory import Trajectory
 
 STATEMENT = (
@@ -50,7 +49,7 @@ STARTS = {"far": 1.5, "close": 0.1}
 
 def _run(seps: np.ndarray, start: float, steps: int) -> tuple[Trajectory, theory.DriftBound]:
     configs = [
-        SimulationConfig(
+        sim_config(
             exact_metrics=False, method="rl", steps=steps, stride=1, learning_rate=STEP,
             problem={"dim": 2, "cov": 1.0, "separation": float(d), "alpha": ALPHA,
                      "beta0": BETA0, "new_mean_start": start},

@@ -22,11 +22,10 @@ import numpy as np
 from scipy.special import logit
 
 from forgetlab import population, theory
-from forgetlab.claims.base import ClaimContext, ClaimResult, new_result
+from forgetlab.claims.base import ClaimContext, ClaimResult, new_result, sim_config
 from forgetlab.dynamics import simulate
 from forgetlab.mixture import TwoModeMixture
 from forgetlab.report.figures import label, new_figure, theory_vs_sim
-from forgetlab.simconfig import SimulationConfig
 
 STATEMENT = (
     "At theta* the Hessian of L_R equals the Fisher information F(theta*); for separated modes "
@@ -88,7 +87,7 @@ def run(ctx: ClaimContext) -> ClaimResult:
     _hessian_check(res)
     grid = [(a, d, s) for a in ALPHAS for d in SEPARATIONS for s in STEPS_S]
     configs = [
-        SimulationConfig(
+        sim_config(
             exact_metrics=False, method="rl", steps=steps, stride=stride, learning_rate=s,
             problem={"dim": 2, "cov": 1.0, "separation": d, "alpha": a,
                      "beta0": float(a + KICK), "learner_new_mean": [d - KICK, KICK]},

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.special import logit
 
 from forgetlab import theory
-from forgetlab.claims.base import ClaimContext, ClaimResult, new_result
+from forgetlab.claims.base import ClaimContext, ClaimResult, new_result, sim_config
 from forgetlab.dynamics import simulate
 from forgetlab.mixture import TwoModeMixture
 from forgetlab.report.figures import label, new_figure, theory_vs_sim
@@ -50,7 +50,7 @@ FLOOR = 1e-8
 def _configs(replay: str, steps: int, stride: int, lr_factor: float = 1.0,
              lambdas: tuple[float, ...] = LAMBDAS) -> list[SimulationConfig]:
     return [
-        SimulationConfig(
+        sim_config(
             exact_metrics=False,
             method="sft", knobs={"replay": replay, "replay_fraction": lam}, steps=steps,
             stride=stride, learning_rate=STEP * (1.0 - lam if lr_factor < 0 else lr_factor),
@@ -101,8 +101,8 @@ def run(ctx: ClaimContext) -> ClaimResult:
     a, b = target.mean_old, target.mean_new
 
     old = simulate(_configs("old", steps, stride))
-    opt_old = theory.old_data_optimum(a, b, lam)
-    opt_old = TwoModeMixture(opt_old.weight_old, opt_old.mean_old, opt_old.mean_new, COV)
+    raw = theory.old_data_optimum(a, b, lam)
+    opt_old = TwoModeMixture(raw.weight_old, raw.mean_old, raw.mean_new, COV)
     dist, tol = _distance(old, opt_old), _iteration_bound(old)
     for k, value in enumerate(lam):
         res.check(f"R = p_old, lambda={value:g}: ||theta_T - (lambda, a, b)||", 0.0, dist[k],

@@ -21,15 +21,15 @@ Checks (d = 2, Sigma = I, Delta = 4, learner (beta, a, m_n) away from the optimu
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.axes import Axes
 
 from forgetlab import population, theory
-from forgetlab.claims.base import ClaimContext, ClaimResult, new_result
+from forgetlab.claims.base import ClaimContext, ClaimResult, new_result, sim_config
 from forgetlab.dynamics import simulate
 from forgetlab.methods import make_method
 from forgetlab.methods.base import Problem, Streams
 from forgetlab.mixture import MixtureParams, TwoModeMixture
 from forgetlab.report.figures import label, new_figure, theory_vs_sim
-from forgetlab.simconfig import SimulationConfig
 
 STATEMENT = (
     "Reverse KL with replay samples from b_lambda = (1 - lambda) q + lambda R with weights "
@@ -102,7 +102,7 @@ def _second_moment(res: ClaimResult, rng: np.random.Generator, n: int) -> None:
                   kind="upper_bound")
 
 
-def _starvation(res: ClaimResult, n: int, seed: int, ax: object) -> None:
+def _starvation(res: ClaimResult, n: int, seed: int, ax: Axes) -> None:
     lams = np.array(LAMBDAS)
     freq = np.empty((len(lams), len(SIZES)))
     for j, size in enumerate(SIZES):
@@ -125,13 +125,13 @@ def _starvation(res: ClaimResult, n: int, seed: int, ax: object) -> None:
           f"starvation at beta = {BETA:g}")
 
 
-def _dynamics(res: ClaimResult, ctx: ClaimContext, axes: list) -> None:
+def _dynamics(res: ClaimResult, ctx: ClaimContext, axes: list[Axes]) -> None:
     seeds = ctx.profile.pick(100, 400)
     steps = ctx.profile.pick(400, 1500)
     rows = []
     for method, lam in (("rl", 0.0), ("replay-rl", 0.5)):
         knobs = {"replay": "old", "replay_fraction": lam} if lam else {}
-        config = SimulationConfig(
+        config = sim_config(
             method=method, knobs=knobs, regime="finite", steps=steps, stride=steps // 20,
             learning_rate=0.1, batch_size=4, seeds=seeds, seed=ctx.seed, exact_metrics=False,
             problem={"dim": 2, "cov": 1.0, "separation": SEPARATION, "alpha": ALPHA,

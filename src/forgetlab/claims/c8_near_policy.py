@@ -29,14 +29,14 @@ OAPL (finite batch, linear reward r = w x, tau = 2, lag L):
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.axes import Axes
 from scipy.special import expit, logit
 
 from forgetlab import population
-from forgetlab.claims.base import ClaimContext, ClaimResult, new_result
+from forgetlab.claims.base import ClaimContext, ClaimResult, new_result, sim_config
 from forgetlab.dynamics import simulate
 from forgetlab.mixture import TwoModeMixture
 from forgetlab.report.figures import label, new_figure, theory_vs_sim
-from forgetlab.simconfig import SimulationConfig
 from forgetlab.theory import near_policy as npl
 
 STATEMENT = (
@@ -54,10 +54,10 @@ N_SIGMA = 4.0
 GAMMA, RADIUS, TTT_SEP = 1.5, 1.5, 10.0
 
 
-def _sdft(res: ClaimResult, ctx: ClaimContext, axes: list) -> None:
+def _sdft(res: ClaimResult, ctx: ClaimContext, axes: list[Axes]) -> None:
     lr, tau, beta0, sep = 0.5, 0.1, 0.5, 6.0
     steps = ctx.profile.pick(150, 500)
-    cfgs = [SimulationConfig(method="sdft", knobs={"lam_demo": lam, "tau_ema": tau},
+    cfgs = [sim_config(method="sdft", knobs={"lam_demo": lam, "tau_ema": tau},
                              exact_metrics=False,
                              regime="population", steps=steps, stride=5, learning_rate=lr,
                              problem={"separation": sep, "beta0": beta0,
@@ -91,7 +91,7 @@ def _sdft(res: ClaimResult, ctx: ClaimContext, axes: list) -> None:
     label(axes[0], "step t [iterations]", "m_o(t) - a [Mahalanobis units]", "SDFT: finite drift")
 
     nu, lr_nu = 0.2, 1.0
-    nu_cfg = SimulationConfig(method="sdft", knobs={"lam_demo": 0.1, "tau_ema": tau, "nu": nu},
+    nu_cfg = sim_config(method="sdft", knobs={"lam_demo": 0.1, "tau_ema": tau, "nu": nu},
                               exact_metrics=False,
                               regime="population", steps=200, stride=10, learning_rate=lr_nu,
                               problem={"separation": 10.0, "beta0": 0.5, "new_mean_start": 1.0})
@@ -113,11 +113,11 @@ def _sdft(res: ClaimResult, ctx: ClaimContext, axes: list) -> None:
           "SDFT with reweighting nu")
 
 
-def _ttt(res: ClaimResult, ctx: ClaimContext, ax: object) -> None:
+def _ttt(res: ClaimResult, ctx: ClaimContext, ax: Axes) -> None:
     steps_em = 25
     knobs = {"adaptive_gamma": False, "gamma": GAMMA, "radius": RADIUS}
     prob = {"separation": TTT_SEP, "beta0": 0.6, "new_mean_start": 1.0}
-    em = [SimulationConfig(method="ttt-discover", regime="population", optimizer="em",
+    em = [sim_config(method="ttt-discover", regime="population", optimizer="em",
                            exact_metrics=False,
                            steps=steps_em, stride=1, knobs={**knobs, "credit_old": credit},
                            problem=prob) for credit in (False, True)]
@@ -132,7 +132,7 @@ def _ttt(res: ClaimResult, ctx: ClaimContext, ax: object) -> None:
               float(np.max(np.abs(logit(credited.weight_old[0, 0]) - logit(0.6)))), 1e-9,
               "floating point")
     steps = ctx.profile.pick(250, 800)
-    runs = [SimulationConfig(method="ttt-discover", regime="population", steps=steps,
+    runs = [sim_config(method="ttt-discover", regime="population", steps=steps,
                              exact_metrics=False, stride=steps // 20, learning_rate=1.0,
                              knobs={**knobs, "kappa": kappa}, problem=prob)
             for kappa in (0.0, 2.0)]
@@ -156,12 +156,12 @@ def _ttt(res: ClaimResult, ctx: ClaimContext, ax: object) -> None:
     label(ax, "step t [tilt moves]", "old weight beta(t) [probability]", "TTT-Discover")
 
 
-def _oapl(res: ClaimResult, ctx: ClaimContext, ax: object) -> None:
+def _oapl(res: ClaimResult, ctx: ClaimContext, ax: Axes) -> None:
     slope, tau, lag = 0.5, 2.0, ctx.profile.pick(150, 300)
     seeds = ctx.profile.pick(30, 60)
     runs = {}
     for g in (16, 64):
-        cfg = SimulationConfig(method="oapl", regime="finite", steps=2 * lag, stride=lag,
+        cfg = sim_config(method="oapl", regime="finite", steps=2 * lag, stride=lag,
                                learning_rate=0.1, batch_size=64, seeds=seeds, seed=ctx.seed,
                                exact_metrics=False,
                                knobs={"tau": tau, "lag": lag, "group_size": g,

@@ -21,12 +21,13 @@ standard errors):
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from forgetlab.claims.base import ClaimContext, ClaimResult, new_result
+from forgetlab.claims.base import ClaimContext, ClaimResult, new_result, sim_config
 from forgetlab.dynamics import simulate
 from forgetlab.report.figures import heatmap, new_figure
-from forgetlab.simconfig import SimulationConfig
 
 STATEMENT = (
     "Forgetting is set by four factors: divergence direction (forward KL forgets mass, reverse "
@@ -39,11 +40,11 @@ STATEMENT = (
 N_SIGMA = 4.0
 BETA0, ALPHA = 0.5, 0.5
 START = 1.5  # m_n(0) = a + 1.5 (b - a): the new mean never passes the old mode (see C4)
-METHODS = {
-    "SFT": ("sft", {}, {}),
-    "reverse KL": ("rl", {}, {}),
-    "SDFT": ("sdft", {"lam_demo": 0.5, "tau_ema": 0.1}, {}),
-    "TTT-Discover": ("ttt-discover", {"adaptive_gamma": False, "gamma": 1.5, "radius": 1.5}, {}),
+METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+    "SFT": ("sft", {}),
+    "reverse KL": ("rl", {}),
+    "SDFT": ("sdft", {"lam_demo": 0.5, "tau_ema": 0.1}),
+    "TTT-Discover": ("ttt-discover", {"adaptive_gamma": False, "gamma": 1.5, "radius": 1.5}),
 }
 
 
@@ -53,7 +54,7 @@ def _problem(sep: float, start: float = 0.5, beta0: float = BETA0) -> dict:
 
 def _population(method: str, knobs: dict, seps: list[float], steps: int,
                 lr: float = 0.5, start: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    cfgs = [SimulationConfig(method=method, knobs=knobs, steps=steps, stride=steps,
+    cfgs = [sim_config(method=method, knobs=knobs, steps=steps, stride=steps,
                              exact_metrics=False,
                              learning_rate=lr, problem=_problem(s, start)) for s in seps]
     tr = simulate(cfgs)
@@ -69,7 +70,7 @@ def run(ctx: ClaimContext) -> ClaimResult:
     seeds = ctx.profile.pick(50, 200)
     res = new_result(ctx, STATEMENT, separations=seps, replay_fractions=lams, batch_sizes=sizes,
                      steps=steps, seeds=seeds, beta0=BETA0, alpha=ALPHA, dim=1,
-                     methods={k: [m, kn] for k, (m, kn, _) in METHODS.items()})
+                     methods={k: [m, kn] for k, (m, kn) in METHODS.items()})
     fig, axes = new_figure(3, 2, title="C9: the four factors of forgetting")
 
     mass = np.empty((len(lams), len(seps)))
@@ -91,7 +92,7 @@ def run(ctx: ClaimContext) -> ClaimResult:
     spread_se = np.empty_like(spread)
     drift = np.empty_like(spread)
     for j, size in enumerate(sizes):
-        cfgs = [SimulationConfig(method="rl", regime="finite", steps=steps, stride=steps,
+        cfgs = [sim_config(method="rl", regime="finite", steps=steps, stride=steps,
                                  learning_rate=0.1, batch_size=size, seeds=seeds, seed=ctx.seed,
                                  exact_metrics=False, problem=_problem(s, START, 0.1))
                 for s in seps]
@@ -114,7 +115,7 @@ def run(ctx: ClaimContext) -> ClaimResult:
 
     kept = np.empty((len(METHODS), len(seps)))
     sup = np.empty_like(kept)
-    for i, (method, knobs, _) in enumerate(METHODS.values()):
+    for i, (method, knobs) in enumerate(METHODS.values()):
         kept[i], sup[i] = _population(method, knobs, seps, steps, start=START)
     names = list(METHODS)
     heatmap(axes[3], kept, seps, names, "beta_T / beta_0 [ratio]")

@@ -18,6 +18,7 @@ iteration where Gain >= 0.9. Checks:
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.axes import Axes
 
 from forgetlab.chen2025 import PRESETS, reverse_kl_and_grad, run_chen2025, run_preset
 from forgetlab.claims.base import ClaimContext, ClaimResult, new_result
@@ -36,7 +37,7 @@ PI1_0 = 0.75
 
 
 def _ordering(res: ClaimResult, preset: str, seeds: int, seed: int, first: str, second: str,
-              ax: object) -> None:
+              ax: Axes) -> None:
     results = {(r.method, r.learning_rate): r for r in run_preset(preset, seeds, seed)}
     _, _, runs = PRESETS[preset]
     rows = {}
@@ -67,7 +68,7 @@ def _ordering(res: ClaimResult, preset: str, seeds: int, seed: int, first: str, 
               kind="lower_bound")
 
 
-def _long_run(res: ClaimResult, steps: int, seeds: int, seed: int, ax: object) -> None:
+def _long_run(res: ClaimResult, steps: int, seeds: int, seed: int, ax: Axes) -> None:
     rl = run_chen2025("two-mode", "reverse_kl", steps=steps, seeds=seeds, seed=seed)
     exact = run_chen2025("two-mode", "exact_reverse_kl", steps=steps, seeds=1)
     pi_rl, pi_exact = rl.params[:, :, 0], exact.params[0, :, 0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -20,9 +21,9 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from numpy.typing import ArrayLike  # noqa: E402
 
-THEORY_STYLE = {"color": "black", "linestyle": "-", "linewidth": 1.5}
+THEORY_STYLE: dict[str, Any] = {"color": "black", "linestyle": "-", "linewidth": 1.5}
 SIM_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
-_RC = {
+_RC: dict[str, Any] = {
     "font.size": 9,
     "axes.titlesize": 10,
     "axes.labelsize": 9,
@@ -33,7 +34,7 @@ _RC = {
 
 def new_figure(ncols: int = 1, nrows: int = 1, title: str = "") -> tuple[Figure, list[Axes]]:
     """A figure of ``nrows x ncols`` panels (about 4 x 3.2 inches each) and its flat axes."""
-    with plt.rc_context(_RC):
+    with plt.rc_context(_RC):  # type: ignore[arg-type]
         fig, axes = plt.subplots(
             nrows, ncols, figsize=(4.0 * ncols, 3.2 * nrows), squeeze=False, layout="constrained"
         )
@@ -122,7 +123,7 @@ def save_figure(fig: Figure, directory: Path, stem: str) -> list[Path]:
     for ax in fig.axes:
         if ax.get_legend_handles_labels()[0] and ax.get_label() != "<colorbar>":
             ax.legend(loc="best", frameon=False, fontsize=7)
-    with plt.rc_context(_RC):
+    with plt.rc_context(_RC):  # type: ignore[arg-type]
         fig.savefig(paths[0], dpi=150)
         fig.savefig(paths[1], metadata={"Date": None})
     plt.close(fig)
