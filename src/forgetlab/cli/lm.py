@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -22,7 +23,7 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), disable=not enabled, transient=False)
-    tasks: dict[str, int] = {}
+    tasks: dict[str, Any] = {}
 
     def update(label: str, done: int, total: int) -> None:
         if label not in tasks:

@@ -196,7 +196,8 @@ class RFT(LMMethod):
             self._regenerate(s.base if not self.regenerate_every else s.policy)
         prompts, answers = self.pool[0]
         if prompts.shape[0] == 0:  # nothing passed the verifier: a step that changes nothing
-            return sum(p.sum() for p in s.policy.parameters()) * 0.0, {"pool": 0.0}
+            zero = torch.stack([p.sum() for p in s.policy.parameters()]).sum() * 0.0
+            return zero, {"pool": 0.0}
         pick = torch.randint(0, prompts.shape[0], (s.batch_size,), generator=s.gen)
         return _sft_loss(s.policy, prompts[pick], answers[pick]), {
             "pool": float(prompts.shape[0])}
