@@ -29,7 +29,7 @@ Array = NDArray[np.float64]
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
-def _times_transpose(x: Array, mat: Array) -> Array:
+def _times_transpose(x: Array, mat: NDArray[np.floating]) -> Array:
     """x M^T for rows x ``[..., n, d]`` and M ``[..., d, d]``, using the unbroadcast M (one
     matrix product when M is shared: a batched matmul loops over configurations)."""
     if mat.ndim == 2:
@@ -175,7 +175,8 @@ class TwoModeMixture:
         return self.responsibilities(x) - self.weight_old[..., None]
 
     # -- sampling -----------------------------------------------------------------------
-    def sample_with_labels(self, n: int, rng: np.random.Generator) -> tuple[Array, Array]:
+    def sample_with_labels(self, n: int, rng: np.random.Generator
+                           ) -> tuple[Array, NDArray[np.bool_]]:
         """n draws per configuration, ``[..., n, d]``, and their labels (True = old component)."""
         if int(n) != n or n < 0:
             raise ValueError(f"n (number of samples) must be a non-negative integer, got {n}")
