@@ -9,7 +9,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from forgetlab.lm.split import bernoulli_kl, classifier_split, marker_split  # noqa: E402
+from forgetlab.lm.split import (  # noqa: E402
+    bernoulli_kl,
+    classifier_split,
+    exact_old_drift,
+    marker_split,
+)
 
 pytestmark = pytest.mark.lm
 
@@ -114,3 +119,19 @@ def test_invalid_inputs() -> None:
         marker_split(lambda x: x, lambda x: x, PROMPTS, MARKER, 9, exact=True, vocab_size=50)
     with pytest.raises(ValueError, match="Generator"):
         marker_split(lambda x: x, lambda x: x, PROMPTS, MARKER, 3)
+
+
+@pytest.mark.parametrize("eos", [None, 4])
+def test_exact_old_drift_matches_brute_force(model_pair, eos) -> None:
+    a, b = model_pair
+    drift = exact_old_drift(a, b, PROMPTS, MARKER, T, V, eos_id=eos)
+    for i in range(PROMPTS.shape[0]):
+        table = _brute_force(a, b, PROMPTS[i : i + 1], eos)
+        m0 = sum(pa for k, (pa, _) in table.items() if k[0] == MARKER)
+        m = sum(pb for k, (_, pb) in table.items() if k[0] == MARKER)
+        old = sum(pa / m0 * math.log(pa / m0 * m / pb)
+                  for k, (pa, pb) in table.items() if k[0] == MARKER and pa > 0)
+        assert old > 1e-3
+        assert abs(float(drift[i]) - old) < 1e-9
+    with pytest.raises(ValueError, match="too large"):
+        exact_old_drift(a, b, PROMPTS, MARKER, 9, V)

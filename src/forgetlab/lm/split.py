@@ -196,6 +196,36 @@ def marker_split(
     )
 
 
+@torch.no_grad()
+def exact_old_drift(
+    base_fn: LogitsFn, tuned_fn: LogitsFn, prompts: torch.Tensor, marker_id: int,
+    answer_len: int, vocab_size: int, eos_id: int | None = None,
+) -> torch.Tensor:
+    """KL(pi_0(.|x, old) || pi(.|x, old)) per prompt ``[N]``, exactly, batched over prompts.
+
+    The old branch of :func:`marker_split` with ``exact=True``: the continuations after the
+    marker are enumerated up to their second-to-last token (vocab_size^(answer_len - 2) per
+    prompt, at most 200000 over the whole prompt set), each position's exact token KL weighted
+    by pi_0 of its prefix.
+    """
+    _check(prompts, answer_len)
+    n = prompts.shape[0]
+    if answer_len == 1:
+        return torch.zeros(n, dtype=torch.float64)
+    k = vocab_size ** (answer_len - 2)
+    if n * k > MAX_ENUMERATION:
+        raise ValueError(
+            f"old branch too large to enumerate ({n} prompts x {vocab_size}^{answer_len - 2} = "
+            f"{n * k}, at most {MAX_ENUMERATION}); use the sampled split")
+    combos = list(itertools.product(range(vocab_size), repeat=answer_len - 2))
+    rest = torch.tensor(combos, dtype=torch.long).reshape(k, answer_len - 2)
+    ans = torch.cat([torch.full((k, 1), marker_id), rest, torch.zeros((k, 1), dtype=torch.long)],
+                    dim=1).repeat(n, 1)
+    kls, logw = _continuation_kls(base_fn, tuned_fn, prompts.repeat_interleave(k, dim=0), ans,
+                                  eos_id, weight_upto=answer_len - 1)
+    return (logw.exp() * kls).view(n, k).sum(1)
+
+
 def _exact_branches(
     base_fn: LogitsFn, tuned_fn: LogitsFn, prompts: torch.Tensor, marker_id: int,
     answer_len: int, eos_id: int | None, lb: torch.Tensor, keep: torch.Tensor,
