@@ -5,14 +5,18 @@ own state (teacher, lagged sampler, filtered data) and returns the loss of one s
 pure functions of :mod:`forgetlab.lm.losses`. The loop lives in :mod:`forgetlab.lm.train`.
 
 Every method sees a :class:`Setting`: the policy pi_theta being trained, the frozen base pi_0,
-the prompt family it trains on, the verifier, and the replay source.
+the prompt family it trains on, the verifier, the target's old mass and the replay source. The
+on-policy methods take a ``reward`` knob (:mod:`forgetlab.lm.target`): ``verifier`` (the
+setting's), ``verifier_both``, ``verifier_new`` or ``target`` (log p* - log pi, reverse KL to
+the explicit two-mode target; ``rl``, ``ttt_discover`` and ``oapl`` only).
 
 =================  ==============================================================================
 ``sft``            token cross-entropy on new-task demonstrations (forward KL to p_new)
 ``replay_sft``     the same on a mixture: ``replay_fraction`` of the batch are old-task
                    demonstrations (p_old) on the replay prompts
-``rl``             GRPO-style REINFORCE: G samples per prompt from pi_theta, 0/1 verifier reward,
-                   group-normalised advantages, no ratio or clipping; ``kl_coef`` times
+``rl``             GRPO-style REINFORCE: G samples per prompt from pi_theta, group-normalised
+                   advantages (mean-centred leave-one-out for ``reward=target``), no ratio or
+                   clipping; ``kl_coef`` times
                    (1/2)(log pi_theta - log pi_0)^2 per sampled token
 ``rft``            rejection-sampling fine-tuning: SFT on verifier-passing samples of pi_0
 ``iterative_sft``  the same, the samples regenerated from pi_theta every ``regenerate_every`` steps
@@ -48,7 +52,10 @@ from forgetlab.lm.losses import (
 )
 from forgetlab.lm.model import GPT
 from forgetlab.lm.sampling import answer_token_logprobs, sample_answers
+from forgetlab.lm.target import check_reward, target_logprob, verifier_reward
 from forgetlab.lm.train import frozen_copy
+
+VERIFIERS = ("verifier", "verifier_both", "verifier_new")
 
 
 @dataclass
@@ -56,8 +63,9 @@ class Setting:
     """What a method trains on: the models, prompt families, verifier and randomness.
 
     ``train_family`` is the prompt family of the new task; ``replay_family`` the family whose
-    old-task demonstrations ``replay_sft`` mixes in; ``reward_old`` makes the verifier also
-    credit the correct old answer (for a target that keeps both modes).
+    old-task demonstrations ``replay_sft`` mixes in; ``reward_old`` makes the setting's verifier
+    also credit the correct old answer (for a target that keeps both modes);
+    ``target_old_mass`` is alpha of the explicit target p* (:mod:`forgetlab.lm.target`).
     """
 
     task: Task
@@ -68,6 +76,7 @@ class Setting:
     reward_old: bool
     batch_size: int
     gen: torch.Generator
+    target_old_mass: float = 0.5
 
     def questions(self, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Fresh digits ``[n, d]`` and their prompts on the training family."""
@@ -75,11 +84,23 @@ class Setting:
         return digits, self.task.prompts(self.train_family, digits)
 
     def reward(self, digits: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
-        """0/1 verifier ``[N]``: a correct new answer (or correct old one if ``reward_old``)."""
-        ok = self.task.is_new_correct(digits, answers)
-        if self.reward_old:
-            ok |= self.task.is_old_correct(digits, answers)
-        return ok.double()
+        """The setting's 0/1 verifier ``[N]``: a correct new answer (or old one if
+        ``reward_old``)."""
+        return verifier_reward(self.task, digits, answers, self.reward_old)
+
+    def signal(
+        self, kind: str, digits: torch.Tensor, prompts: torch.Tensor, answers: torch.Tensor,
+        sampler: GPT,
+    ) -> torch.Tensor:
+        """Reward ``[N]`` of kind ``kind`` (:data:`~forgetlab.lm.target.REWARDS`) for answers
+        drawn from ``sampler``; ``target`` is log p*(y|x) - log sampler(y|x)."""
+        if kind == "target":
+            with torch.no_grad():
+                logq = answer_token_logprobs(sampler, prompts, answers).double().sum(-1)
+            return target_logprob(self.task, digits, answers, self.target_old_mass) - logq
+        if kind == "verifier":
+            return self.reward(digits, answers)
+        return verifier_reward(self.task, digits, answers, kind == "verifier_both")
 
 
 def _sft_loss(model: GPT, prompts: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
@@ -108,14 +129,15 @@ class LMMethod:
         """The method's knob values."""
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
 
-    def _group(self, sampler: GPT, g: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                    torch.Tensor]:
-        """B prompts, G samples each from ``sampler``: digits, prompts, answers, rewards [B, G]."""
+    def _group(self, sampler: GPT, g: int, reward: str) -> tuple[
+            torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """B prompts, G samples each from ``sampler``: digits, prompts, answers, rewards [B, G]
+        of kind ``reward``."""
         digits, prompts = self.s.questions()
         digits = digits.repeat_interleave(g, 0)
         prompts = prompts.repeat_interleave(g, 0)
         answers = sample_answers(sampler, prompts, self.s.task.answer_len, self.s.gen)
-        rewards = self.s.reward(digits, answers).view(-1, g)
+        rewards = self.s.signal(reward, digits, prompts, answers, sampler).view(-1, g)
         return digits, prompts, answers, rewards
 
 
@@ -148,17 +170,28 @@ class ReplaySFT(SFT):
 
 @dataclass
 class RL(LMMethod):
-    """GRPO-style REINFORCE with a 0/1 verifier and an optional penalty to the base model."""
+    """GRPO-style REINFORCE and an optional penalty to the base model.
+
+    With ``reward=target`` the advantage is the leave-one-out centred signal
+    G/(G-1) (r_i - mean_j r_j), an unbiased estimate of the reverse-KL gradient's weight."""
 
     name: ClassVar[str] = "rl"
     group_size: int = 8
     kl_coef: float = 0.0
+    reward: str = "verifier"
+
+    def __post_init__(self) -> None:
+        check_reward(self.reward)
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         s = self.s
-        _, prompts, answers, rewards = self._group(s.policy, self.group_size)
+        _, prompts, answers, rewards = self._group(s.policy, self.group_size, self.reward)
         tok = answer_token_logprobs(s.policy, prompts, answers)
-        adv = grpo_advantages(rewards).flatten()
+        if self.reward == "target":
+            g = self.group_size
+            adv = (g / (g - 1) * (rewards - rewards.mean(-1, keepdim=True))).flatten()
+        else:
+            adv = grpo_advantages(rewards).flatten()
         loss = policy_gradient_loss(sequence_logprob(tok), adv.float())
         if self.kl_coef > 0:
             with torch.no_grad():
@@ -176,7 +209,11 @@ class RFT(LMMethod):
     group_size: int = 8
     regenerate_every: int = 0
     pool_batches: int = 4
+    reward: str = "verifier"
     pool: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        check_reward(self.reward, VERIFIERS)
 
     def knobs(self) -> dict[str, Any]:
         return {k: v for k, v in super().knobs().items() if k != "pool"}
@@ -184,7 +221,7 @@ class RFT(LMMethod):
     def _regenerate(self, sampler: GPT) -> None:
         prompts_l, answers_l = [], []
         for _ in range(self.pool_batches):
-            _, prompts, answers, rewards = self._group(sampler, self.group_size)
+            _, prompts, answers, rewards = self._group(sampler, self.group_size, self.reward)
             ok = rewards.flatten() > 0
             prompts_l.append(prompts[ok])
             answers_l.append(answers[ok])
@@ -274,10 +311,14 @@ class TTTDiscover(LMMethod):
     group_size: int = 8
     kappa: float = 0.0
     gamma_max: float = 10.0
+    reward: str = "verifier"
+
+    def __post_init__(self) -> None:
+        check_reward(self.reward)
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         s = self.s
-        _, prompts, answers, rewards = self._group(s.policy, self.group_size)
+        _, prompts, answers, rewards = self._group(s.policy, self.group_size, self.reward)
         gamma = adaptive_gamma(rewards, gamma_max=self.gamma_max)
         adv = entropic_loo_advantages(rewards, gamma).flatten()
         tok = answer_token_logprobs(s.policy, prompts, answers)
@@ -297,6 +338,10 @@ class OAPL(LMMethod):
     group_size: int = 8
     tau: float = 1.0
     lag: int = 10
+    reward: str = "verifier"
+
+    def __post_init__(self) -> None:
+        check_reward(self.reward)
 
     def bind(self, setting: Setting) -> LMMethod:
         super().bind(setting)
@@ -305,7 +350,7 @@ class OAPL(LMMethod):
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         s = self.s
-        _, prompts, answers, rewards = self._group(self.lagged, self.group_size)
+        _, prompts, answers, rewards = self._group(self.lagged, self.group_size, self.reward)
         tok = answer_token_logprobs(s.policy, prompts, answers)
         with torch.no_grad():
             lag_tok = answer_token_logprobs(self.lagged, prompts, answers)
