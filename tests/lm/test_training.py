@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,29 @@ def test_every_method_steps_and_is_deterministic(tmp_path: Path, name: str) -> N
         assert not torch.equal(results[0], before)
 
 
+@pytest.mark.parametrize("spec", ["rl:reward=target", "ttt_discover:reward=target",
+                                  "oapl:reward=target,lag=1", "rl:reward=verifier_new",
+                                  "iterative_sft:reward=verifier_both,regenerate_every=1"])
+def test_reward_kinds_step(tmp_path: Path, spec: str) -> None:
+    base, _ = load_or_pretrain(TASK, MICRO, PRE, tmp_path)
+    policy = GPT(MICRO)
+    policy.load_state_dict(base.state_dict())
+    method = make_method(spec).bind(Setting(
+        TASK, policy, base, "m", "m", True, 4, torch.Generator().manual_seed(9),
+        target_old_mass=0.5))
+    opt = torch.optim.Adam(policy.parameters(), lr=1e-2)
+    for step in range(2):
+        loss, diag = method.loss(step)
+        assert torch.isfinite(loss) and all(math.isfinite(v) for v in diag.values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        method.after_step(step)
+    after = torch.cat([p.detach().flatten() for p in policy.parameters()])
+    if "target" in spec:  # a continuous signal always moves the policy
+        assert not torch.equal(after, torch.cat([p.flatten() for p in base.parameters()]))
+
+
 def test_method_specs_are_validated() -> None:
     assert make_method("distill:divergence=jsd,beta=0.3").knobs() == {
         "divergence": "jsd", "beta": 0.3}
@@ -114,5 +138,14 @@ def test_run_benchmark_micro_is_reproducible(tmp_path: Path) -> None:
     assert {(r["method"], r["setting"]) for r in a["methods"]} == {
         (m, s) for m in ("sft", "rl:kl_coef=0.1") for s in ("same_prompts", "held_out")}
     assert "| setting | method |" in runs[0].table()
+    assert "exact (enumerated)" in runs[0].table()  # 6 prompts x 18 continuations
     paths = runs[0].figures(tmp_path / "fig")
     assert all(p.stat().st_size > 1000 for p in paths) and len(paths) == 2
+    two = run_benchmark(prof, ["rl:reward=target"], ["same_prompts"], cache_dir=tmp_path,
+                        threads=1, variant="two-answer")
+    row = two.methods[0]
+    assert row.new_other_shift_share is not None and 0.0 <= row.new_other_shift_share <= 1.0
+    assert (row.theory, row.claim) == ("keeps", "C3") and "+7 share" in two.table()
+    assert two.pretrain["key"] == runs[0].pretrain["key"]  # the base is shared
+    with pytest.raises(ValueError, match="variant must be one of"):
+        run_benchmark(prof, ["sft"], cache_dir=tmp_path, variant="three")

@@ -35,8 +35,8 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
 
 @lm.command("benchmark")
 @click.option("--methods", default=None,
-              help="Comma- or space-separated method specs, e.g. 'sft rl:kl_coef=0.1' "
-                   "(default: all methods).")
+              help="Comma- or space-separated method specs, e.g. 'sft rl:reward=target "
+                   "rl:reward=verifier_new,kl_coef=0.1' (default: the benchmark's list).")
 @click.option("--profile", type=click.Choice(["quick", "full"]), default="quick",
               show_default=True, help="Model and run sizes.")
 @click.option("--settings", default="same_prompts,held_out", show_default=True,
@@ -48,8 +48,12 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
 @click.option("--cache", type=click.Path(path_type=Path), default=None,
               help="Cache folder for the pre-trained model [default: ~/.cache/forgetlab].")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--variant", type=click.Choice(["standard", "two-answer"]), default="standard",
+              show_default=True,
+              help="New task: one answer mode (+3), or two sequence-level modes (+3 or +7).")
 def benchmark(methods: str | None, profile: str, settings: str, as_json: bool,
-              threads: int | None, out: Path, cache: Path | None, seed: int) -> None:
+              threads: int | None, out: Path, cache: Path | None, seed: int,
+              variant: str) -> None:
     """Pre-train the built-in model (cached) and compare methods at matched new-task gain."""
     require_torch()
     from forgetlab.lm.benchmark import run_benchmark
@@ -69,7 +73,7 @@ def benchmark(methods: str | None, profile: str, settings: str, as_json: bool,
         result = run_benchmark(
             profile, specs, [s.strip() for s in settings.split(",") if s.strip()],
             cache_dir=cache, threads=threads or os.cpu_count() or 1, seed=seed,
-            progress=update)
+            progress=update, variant=variant)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result.to_dict(), indent=1))
     figures = result.figures(out)

@@ -5,17 +5,19 @@
 * the split of :func:`~forgetlab.lm.split.marker_split` on the old-measurement prompts with the
   marker ``A``: old mass, mass KL, old-component drift KL (sampled chain rule, fixed samples of
   pi_0 so every checkpoint is scored on the same continuations), new-component change;
-* old accuracy when produced: mean of P(correct old answer | x) / m(x).
+* old accuracy when produced: mean of P(correct old answer | x) / m(x);
+* :meth:`Evaluator.exact_old_drift`: the old drift KL by enumeration (no sampling error), used
+  at the checkpoint a benchmark run reports.
 """
 
 from __future__ import annotations
 
 import torch
 
-from forgetlab.lm.corpus import MARK_OLD, Task
+from forgetlab.lm.corpus import MARK_OLD, VOCAB, Task
 from forgetlab.lm.model import GPT
 from forgetlab.lm.sampling import answer_token_logprobs
-from forgetlab.lm.split import marker_split
+from forgetlab.lm.split import MAX_ENUMERATION, exact_old_drift, marker_split
 
 
 class Evaluator:
@@ -68,3 +70,14 @@ class Evaluator:
             "new_change_kl": split["new_change_kl"],
             "full_kl": split["full_kl"],
         }
+
+    def can_enumerate(self) -> bool:
+        """Whether the old branch is small enough for :meth:`exact_old_drift`."""
+        k = len(VOCAB) ** max(0, self.task.answer_len - 2)
+        return self.old_prompts.shape[0] * k <= MAX_ENUMERATION
+
+    @torch.no_grad()
+    def exact_old_drift(self, model: GPT) -> float:
+        """Mean over the old-measurement prompts of the exact old-component drift KL."""
+        return float(exact_old_drift(self.base, model, self.old_prompts, MARK_OLD,
+                                     self.task.answer_len, len(VOCAB)).mean())
