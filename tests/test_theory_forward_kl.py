@@ -101,6 +101,19 @@ def test_small_weight_expansion(delta: float) -> None:
         assert abs(diff - second) <= 2 * beta**4 * (np.exp(6 * delta**2) + 6 * x)
 
 
+def test_old_mean_gradient_is_second_order() -> None:
+    """grad_{m_o} E_{p_new}[-log q] = -beta^2 e^{Delta^2} Sigma^{-1} (b - a) (1 + O(beta)):
+    E_{p_new}[r_o Sigma^{-1}(x - a)] has no first-order term because E_{phi_a}[x - a] = 0."""
+    cov = np.array([[1.0, 0.2], [0.2, 0.5]])
+    a, b = np.array([0.3, 0.0]), np.array([1.0, 0.4])
+    delta2 = float((b - a) @ np.linalg.solve(cov, b - a))
+    for beta in [1e-5, 1e-7]:
+        q = TwoModeMixture(beta, a, b, cov)
+        grad = forward_kl_gradient(q, TwoModeMixture(0.0, b, b, cov)).mean_old
+        lead = -beta**2 * np.exp(delta2) * np.linalg.solve(cov, b - a)
+        np.testing.assert_allclose(grad, lead, rtol=20 * beta * np.exp(2 * delta2))
+
+
 def test_logit_gd_small_weight_law() -> None:
     """Logit GD in the asymptotic regime: y = beta^{-2} follows dy/dtau = 2 c1 - 2 c1 (x^2 + x)
     y^{-1/2} (tau = s t). The exact iteration matches this ODE (solved independently) far
