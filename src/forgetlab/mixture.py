@@ -113,15 +113,19 @@ class TwoModeMixture:
         return self
 
     # -- geometry -----------------------------------------------------------------------
-    def whiten(self, x: ArrayLike) -> Array:
-        """z = L^{-1} x, x of shape ``[..., n, d]`` broadcast against the batch."""
-        z = _times_transpose(np.asarray(x, dtype=float), self._chol_inv_base)
+    def _to_batch(self, z: Array) -> Array:
+        """z ``[..., n, d]`` broadcast against the batch shape (a copy only when it grows)."""
         shape = (*np.broadcast_shapes(z.shape[:-2], self.batch_shape), *z.shape[-2:])
         return z if z.shape == shape else np.broadcast_to(z, shape).copy()
 
+    def whiten(self, x: ArrayLike) -> Array:
+        """z = L^{-1} x, x of shape ``[..., n, d]`` broadcast against the batch."""
+        return self._to_batch(_times_transpose(np.asarray(x, dtype=float), self._chol_inv_base))
+
     def precision_times(self, v: ArrayLike) -> Array:
-        """Sigma^{-1} v for v of shape ``[..., n, d]``."""
-        return _times_transpose(self.whiten(v), np.swapaxes(self._chol_inv_base, -1, -2))
+        """Sigma^{-1} v for v of shape ``[..., n, d]`` broadcast against the batch."""
+        z = _times_transpose(np.asarray(v, dtype=float), self._chol_inv_base)
+        return self._to_batch(_times_transpose(z, np.swapaxes(self._chol_inv_base, -1, -2)))
 
     def separation(self) -> Array:
         """Delta_q = D(m_o, m_n), shape ``[...]``."""

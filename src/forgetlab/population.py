@@ -275,7 +275,7 @@ def fisher_information(learner: TwoModeMixture) -> Array:
     s_n = np.exp(_log_e("sigmoid_prime", m_n, dq))
     k_o = np.exp(_log_e("sigmoid_sq_prime", m_o, dq)) - np.exp(_log_e("sigmoid_sq_prime", -m_o, dq))
     k_n = np.exp(_log_e("sigmoid_sq_prime", m_n, dq)) - np.exp(_log_e("sigmoid_sq_prime", -m_n, dq))
-    prec = learner.precision_times(np.broadcast_to(np.eye(dim), (*learner.batch_shape, dim, dim)))
+    prec = learner.precision_times(np.eye(dim))  # Sigma^{-1}, broadcast to the batch
     nu = _prec(learner, learner.mean_new - learner.mean_old)
     nn = nu[..., :, None] * nu[..., None, :]
 
