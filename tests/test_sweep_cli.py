@@ -86,3 +86,14 @@ def test_unwritable_output_is_one_error_line(spec, tmp_path):
     result = CliRunner().invoke(main, ["sweep", "run", str(spec), "--out", str(blocker / "o")])
     assert result.exit_code == 1
     assert result.output.startswith("error: cannot create the sweep directory")
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    (["--address", "tcp://127.0.0.1:8786"], "--address applies to --executor dask or ray"),
+    (["--workers", "0"], "--workers must be an integer >= 1"),
+])
+def test_bad_executor_options_fail_before_writing(spec, tmp_path, extra, needle):
+    out = tmp_path / "o"
+    result = CliRunner().invoke(main, ["sweep", "run", str(spec), "--out", str(out), *extra])
+    assert result.exit_code == 2 and needle in result.output
+    assert not out.exists()

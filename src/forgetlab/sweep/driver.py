@@ -17,7 +17,7 @@ from typing import Any
 
 from numpy.typing import NDArray
 
-from forgetlab.sweep.executors import Executor, make_executor
+from forgetlab.sweep.executors import Executor, check_executor, make_executor
 from forgetlab.sweep.plan import Chunk, ChunkRunner, make_chunks, make_plan
 from forgetlab.sweep.spec import Run, SweepSpec
 from forgetlab.sweep.store import ResultStore, rows_frame
@@ -86,6 +86,8 @@ def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = Non
     cancels the chunks that have not started, keeps every stored chunk and returns with
     ``interrupted=True``.
     """
+    if isinstance(executor, str):
+        check_executor(executor, address, workers)
     if runner is None:
         from forgetlab.sweep.engine import DynamicsRunner
 

@@ -199,17 +199,22 @@ class RayExecutor(Executor):
             self._started = False
 
 
+def check_executor(kind: str, address: str | None, workers: int | None) -> None:
+    """Validate executor arguments (before anything is written); ValueError naming the option."""
+    if kind not in EXECUTORS:
+        raise ValueError(f"--executor must be one of {list(EXECUTORS)}, got {kind!r}")
+    if workers is not None and (int(workers) != workers or workers < 1):
+        raise ValueError(f"--workers must be an integer >= 1, got {workers}")
+    if kind == "local" and address is not None:
+        raise ValueError("--address applies to --executor dask or ray, not local")
+
+
 def make_executor(kind: str = "local", address: str | None = None,
                   workers: int | None = None) -> Executor:
     """Build an executor by name; ``address`` only for ``dask`` and ``ray``."""
-    if workers is not None and (int(workers) != workers or workers < 1):
-        raise ValueError(f"--workers must be an integer >= 1, got {workers}")
-    if kind == "local":
-        if address is not None:
-            raise ValueError("--address applies to --executor dask or ray, not local")
-        return LocalExecutor(workers)
+    check_executor(kind, address, workers)
     if kind == "dask":
         return DaskExecutor(address, workers)
     if kind == "ray":
         return RayExecutor(address, workers)
-    raise ValueError(f"--executor must be one of {list(EXECUTORS)}, got {kind!r}")
+    return LocalExecutor(workers)
