@@ -1,9 +1,9 @@
 """The dynamics engine as a sweep chunk runner: one :func:`forgetlab.dynamics.simulate` call
 per chunk, configurations on the leading axis, one table row per (configuration, seed).
 
-Configurations are grouped by what ``simulate`` needs equal within a call (method, regime,
-steps, optimiser, batch size, dimension, non-numeric knobs); numeric knobs, learning rates
-and the problem may differ inside a chunk. A sweep run (configuration c, seed index s) draws
+Configurations are grouped by :func:`forgetlab.dynamics.batch_key`, what ``simulate`` needs
+equal within a call (method, regime, steps, optimiser, batch size, dimension, non-float
+knobs); float knobs, learning rates and the problem may differ inside a chunk. A sweep run (configuration c, seed index s) draws
 from ``SeedSequence(config.seed, spawn_key=(int(config_id), s))``, config_id the hash of the
 resolved configuration, so its numbers do not depend on the chunk or worker that runs it.
 Population runs are deterministic: every seed index of a configuration gets the same row.
@@ -26,8 +26,6 @@ from numpy.typing import NDArray
 
 from forgetlab.sweep.spec import Run
 
-_SHARED = ("method", "regime", "steps", "stride", "weight_coordinate", "weight_clip", "optimizer",
-           "adam_beta1", "adam_beta2", "adam_eps", "batch_size", "max_logit", "max_distance")
 _N_PATHS = 16  # recorded scalar paths per run (parameters and measures), for memory estimates
 _QUAD_NODES = 1100  # quadrature nodes per expectation (forgetlab.quadrature: ~53 panels x 20)
 _QUAD_BLOCK = 4096  # cells per vectorised quadrature block
@@ -57,13 +55,11 @@ class DynamicsRunner:
         return data
 
     def group_key(self, config: dict[str, Any]) -> Hashable:
-        """Fields that must be equal within one ``simulate`` call."""
-        from forgetlab.methods import get_method
+        """Fields that must be equal within one ``simulate`` call: :func:`dynamics.batch_key`."""
+        from forgetlab.dynamics import batch_key
+        from forgetlab.simconfig import parse_config
 
-        knobs = get_method(config["method"]).knobs
-        discrete = tuple(sorted((k, repr(v)) for k, v in config["knobs"].items()
-                                if knobs[k].kind not in (float, int)))
-        return (*(repr(config[f]) for f in _SHARED), config["problem"]["dim"], discrete)
+        return batch_key(parse_config(config))
 
     def estimate_bytes(self, runs: Sequence[Run]) -> int:
         """Peak working memory of one ``simulate`` call on ``runs``, for C x S cells.
