@@ -22,7 +22,8 @@ from forgetlab.report.figures import label, new_figure
 STATEMENT = (
     "On a causal language model trained on a two-mode language, the mixture theory's "
     "predictions carry over for old mass: forward KL on new-task data alone (SFT) loses the old "
-    "mode, while replay SFT and RL with a verifier that credits the old mode keep it."
+    "mode, while replay SFT keeps it and RL with a verifier that credits the old mode does not "
+    "lose it (the tilt multiplies the old odds by P_old(ok)/P_new(ok))."
 )
 
 METHODS = ("sft", "replay_sft", "rl")
