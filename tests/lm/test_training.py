@@ -91,11 +91,16 @@ def test_every_method_steps_and_is_deterministic(tmp_path: Path, name: str) -> N
         assert not torch.equal(results[0], before)
 
 
+@pytest.fixture(scope="module")
+def micro_base(tmp_path_factory: pytest.TempPathFactory) -> GPT:
+    return load_or_pretrain(TASK, MICRO, PRE, tmp_path_factory.mktemp("cache"))[0]
+
+
 @pytest.mark.parametrize("spec", ["rl:reward=target", "ttt_discover:reward=target",
-                                  "oapl:reward=target,lag=1", "rl:reward=verifier_new",
-                                  "iterative_sft:reward=verifier_both,regenerate_every=1"])
-def test_reward_kinds_step(tmp_path: Path, spec: str) -> None:
-    base, _ = load_or_pretrain(TASK, MICRO, PRE, tmp_path)
+                                  "oapl:reward=target,lag=1",
+                                  "iterative_sft:reward=verifier_new,regenerate_every=1"])
+def test_reward_kinds_step(micro_base: GPT, spec: str) -> None:
+    base = micro_base
     policy = GPT(MICRO)
     policy.load_state_dict(base.state_dict())
     method = make_method(spec).bind(Setting(
