@@ -5,22 +5,43 @@ means; forgetlab measures mass forgetting and old-component drift and checks the
 theory's exact predictions.
 """
 
+from forgetlab.config import MixtureConfig
+from forgetlab.dynamics import simulate
+from forgetlab.gaussian import bhattacharyya_coefficient
+from forgetlab.mixture import MixtureParams, TwoModeMixture
+from forgetlab.population import (
+    fisher_information,
+    forward_kl_gradient,
+    kl_divergence,
+    misassignment,
+    reverse_kl_gradient,
+)
+from forgetlab.sweep.store import load_results
+from forgetlab.theory import (
+    drift_bound,
+    frozen_model_optimum,
+    local_geometry,
+    reverse_kl_optimum,
+    starvation_probability,
+)
+
 __version__ = "0.1.0"
 
-# Public names (explicit re-exports).
-from forgetlab.gaussian import bhattacharyya_coefficient as bhattacharyya_coefficient  # noqa: E402
-from forgetlab.mixture import MixtureParams as MixtureParams  # noqa: E402
-from forgetlab.mixture import TwoModeMixture as TwoModeMixture  # noqa: E402
-from forgetlab.population import fisher_information as fisher_information  # noqa: E402
-from forgetlab.population import forward_kl_gradient as forward_kl_gradient  # noqa: E402
-from forgetlab.population import kl_divergence as kl_divergence  # noqa: E402
-from forgetlab.population import misassignment as misassignment  # noqa: E402
-from forgetlab.population import reverse_kl_gradient as reverse_kl_gradient  # noqa: E402
-from forgetlab.dynamics import simulate  # noqa: E402,F401
-from forgetlab.sweep.store import load_results  # noqa: E402,F401
-from forgetlab.config import MixtureConfig as MixtureConfig  # noqa: E402
-from forgetlab.theory import drift_bound as drift_bound  # noqa: E402
-from forgetlab.theory import frozen_model_optimum as frozen_model_optimum  # noqa: E402
-from forgetlab.theory import local_geometry as local_geometry  # noqa: E402
-from forgetlab.theory import reverse_kl_optimum as reverse_kl_optimum  # noqa: E402
-from forgetlab.theory import starvation_probability as starvation_probability  # noqa: E402
+__all__ = [
+    "MixtureConfig",
+    "MixtureParams",
+    "TwoModeMixture",
+    "bhattacharyya_coefficient",
+    "drift_bound",
+    "fisher_information",
+    "forward_kl_gradient",
+    "frozen_model_optimum",
+    "kl_divergence",
+    "load_results",
+    "local_geometry",
+    "misassignment",
+    "reverse_kl_gradient",
+    "reverse_kl_optimum",
+    "simulate",
+    "starvation_probability",
+]

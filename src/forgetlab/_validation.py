@@ -16,7 +16,8 @@ def as_finite(
     open_low: bool = False,
     open_high: bool = False,
 ) -> Array:
-    """``value`` as a float64 array, checked finite and inside [low, high] (ends open on request)."""
+    """``value`` as a float64 array, checked finite and inside [low, high] (ends open on
+    request)."""
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
@@ -49,7 +50,8 @@ def as_means(*means: ArrayLike, names: tuple[str, ...]) -> tuple[Array, ...]:
 
 
 def as_covariance(cov: ArrayLike, dim: int, name: str = "cov") -> Array:
-    """A symmetric positive definite covariance ``[..., d, d]`` from a scalar, a diagonal or a matrix."""
+    """A symmetric positive definite covariance ``[..., d, d]`` from a scalar variance, a
+    diagonal or a matrix."""
     arr = as_finite(cov, name)
     if arr.ndim == 0:
         if arr <= 0:
@@ -68,5 +70,6 @@ def as_covariance(cov: ArrayLike, dim: int, name: str = "cov") -> Array:
         raise ValueError(f"{name} must be symmetric")
     eig_min = np.linalg.eigvalsh(arr)[..., 0]
     if np.any(eig_min <= 1e-14 * scale):
-        raise ValueError(f"{name} must be positive definite (smallest eigenvalue {eig_min.min():g})")
+        raise ValueError(
+            f"{name} must be positive definite (smallest eigenvalue {eig_min.min():g})")
     return 0.5 * (arr + np.swapaxes(arr, -1, -2))

@@ -8,8 +8,8 @@ Euclidean. For phi(.; mu) = N(mu, Sigma):
 - chi^2(phi(.;u) || phi(.;v)) = exp(D(u, v)^2) - 1
 - Bhattacharyya coefficient BC(u, v) = exp(-D(u, v)^2 / 8), distance D_B = D^2 / 8,
   squared Hellinger distance 1 - BC.
-- General (unequal covariances): D_B = (1/8) dmu^T S^{-1} dmu + (1/2) log(det S / sqrt(det S1 det S2)),
-  S = (S1 + S2) / 2.
+- General (unequal covariances):
+  D_B = (1/8) dmu^T S^{-1} dmu + (1/2) log(det S / sqrt(det S1 det S2)), S = (S1 + S2) / 2.
 - Hard (Bayes-rule) misassignment of a draw of the old component, weights (w_o, w_n), separation
   D: P[w_n phi_n(x) > w_o phi_o(x)] = Phi(-D/2 + log(w_n / w_o) / D).
 

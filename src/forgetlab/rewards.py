@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from forgetlab.methods.base import Problem
+from forgetlab.methods.base import Knob, Method, Problem
 
 Array = NDArray[np.float64]
 RewardFn = Callable[[Problem, Array], Array]
@@ -65,3 +65,23 @@ def _checked(r: Array, x: Array) -> Array:
     if not np.all(np.isfinite(out)):
         raise ValueError("reward_fn returned non-finite values")
     return out
+
+
+def reward_knobs(default: str, radius: float) -> dict[str, Knob]:
+    """The knobs every reward-driven method shares: reward kind, success radius, old-task
+    credit and the user callable."""
+    return {
+        "reward": Knob(default, "reward: target log-density, verifiable 0/1, or callable",
+                       kind=str, choices=REWARD_KINDS),
+        "radius": Knob(radius, "success radius (Mahalanobis) of the verifiable reward", low=0.0,
+                       open_low=True),
+        "credit_old": Knob(False, "the verifiable reward also credits D(x, a) <= radius",
+                           kind=bool),
+        "reward_fn": Knob(None, "user reward x [C, S, n, d] -> [C, S, n]", kind=object),
+    }
+
+
+def reward_of(method: Method) -> RewardFn:
+    """The reward function a method's :func:`reward_knobs` select."""
+    return make_reward(method.knob("reward"), method.knob("radius"), method.knob("credit_old"),
+                       method.knob("reward_fn"))

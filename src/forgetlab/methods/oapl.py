@@ -38,7 +38,7 @@ from forgetlab.methods.base import (
 )
 from forgetlab.methods.rl import per_sample
 from forgetlab.mixture import MixtureParams, TwoModeMixture
-from forgetlab.rewards import REWARD_KINDS, make_reward
+from forgetlab.rewards import reward_knobs, reward_of
 
 _LAG_KEYS = ("lag_weight", "lag_mean_old", "lag_mean_new")
 
@@ -80,22 +80,15 @@ class OAPL(Method):
     name = "oapl"
     regimes = ("finite",)
     knobs = {
+        **reward_knobs("verifiable", 1.5),
         "tau": Knob(1.0, "temperature tau > 0", low=0.0, open_low=True),
         "lag": Knob(50, "synchronisation period L >= 1 (steps)", kind=int, low=1.0),
         "group_size": Knob(8, "group size G >= 1 (divides the batch size)", kind=int, low=1.0),
-        "reward": Knob("verifiable", "reward: verifiable 0/1, target log-density, or callable",
-                       kind=str, choices=REWARD_KINDS),
-        "radius": Knob(1.5, "success radius (Mahalanobis) of the verifiable reward", low=0.0,
-                       open_low=True),
-        "credit_old": Knob(False, "the verifiable reward also credits D(x, a) <= radius",
-                           kind=bool),
-        "reward_fn": Knob(None, "user reward x [C, S, n, d] -> [C, S, n]", kind=object),
     }
 
     def __init__(self, **values: object) -> None:
         super().__init__(**values)
-        self.reward = make_reward(self.knob("reward"), self.knob("radius"),
-                                  self.knob("credit_old"), self.knob("reward_fn"))
+        self.reward = reward_of(self)
 
     def init_state(self, problem: Problem, params: MixtureParams) -> State:
         """The lagged sampler starts at the initial learner."""

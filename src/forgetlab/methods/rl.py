@@ -40,7 +40,7 @@ from forgetlab.methods.base import (
     sample_mixture,
 )
 from forgetlab.mixture import MixtureParams, TwoModeMixture
-from forgetlab.rewards import REWARD_KINDS, make_reward
+from forgetlab.rewards import reward_knobs, reward_of
 
 BASELINES = ("none", "mean", "loo")
 
@@ -96,13 +96,7 @@ class RL(Method):
 
     name = "rl"
     knobs = {
-        "reward": Knob("target", "reward: target log-density, verifiable 0/1, or callable",
-                       kind=str, choices=REWARD_KINDS),
-        "radius": Knob(1.0, "success radius (Mahalanobis) of the verifiable reward", low=0.0,
-                       open_low=True),
-        "credit_old": Knob(False, "the verifiable reward also credits D(x, a) <= radius",
-                           kind=bool),
-        "reward_fn": Knob(None, "user reward x [C, S, n, d] -> [C, S, n]", kind=object),
+        **reward_knobs("target", 1.0),
         "tau": Knob(1.0, "KL coefficient tau >= 0", low=0.0),
         "reference": Knob("none", "reference model q_ref: none (entropy bonus) or the initial "
                           "model", kind=str, choices=("none", "initial")),
@@ -119,8 +113,7 @@ class RL(Method):
         if self.knob("estimator") == "pathwise" and self.knob("reward") != "target":
             raise ValueError("estimator 'pathwise' needs a differentiable reward: "
                              "reward must be 'target'")
-        self.reward = make_reward(self.knob("reward"), self.knob("radius"),
-                                  self.knob("credit_old"), self.knob("reward_fn"))
+        self.reward = reward_of(self)
 
     def population_available(self) -> bool:
         """Exact gradients exist for pure reverse KL (target reward, tau = 1, no reference)."""

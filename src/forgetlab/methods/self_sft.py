@@ -39,7 +39,7 @@ from forgetlab.methods.base import (
 )
 from forgetlab.methods.sft import em_from_moments
 from forgetlab.mixture import MixtureParams, TwoModeMixture
-from forgetlab.rewards import REWARD_KINDS, make_reward
+from forgetlab.rewards import reward_knobs, reward_of
 
 _SAMPLER_KEYS = ("sampler_weight", "sampler_mean_old", "sampler_mean_new")
 
@@ -60,14 +60,9 @@ class SelfSFT(Method):
     name = "self-sft"
     regimes = ("finite",)
     knobs = {
+        **reward_knobs("verifiable", 1.5),
         "regenerate_every": Knob(0, "k: copy the learner into the sampler every k steps "
                                  "(0 = sample q_0 for good)", kind=int, low=0.0),
-        "reward": Knob("verifiable", "verifier: verifiable 0/1, or a callable (accept r > 0)",
-                       kind=str, choices=REWARD_KINDS),
-        "radius": Knob(1.5, "success radius (Mahalanobis) of the verifiable reward", low=0.0,
-                       open_low=True),
-        "credit_old": Knob(False, "the verifier also accepts D(x, a) <= radius", kind=bool),
-        "reward_fn": Knob(None, "user reward x [C, S, n, d] -> [C, S, n]", kind=object),
     }
 
     def __init__(self, **values: object) -> None:
@@ -75,8 +70,7 @@ class SelfSFT(Method):
         if self.knob("reward") == "target":
             raise ValueError("reward must be 'verifiable' or 'callable' for method 'self-sft' "
                              "(a verifier accepts r > 0)")
-        self.reward = make_reward(self.knob("reward"), self.knob("radius"),
-                                  self.knob("credit_old"), self.knob("reward_fn"))
+        self.reward = reward_of(self)
 
     def init_state(self, problem: Problem, params: MixtureParams) -> State:
         """The sampler starts at the initial model."""

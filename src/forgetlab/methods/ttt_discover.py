@@ -52,7 +52,7 @@ from forgetlab.methods.base import (
 from forgetlab.methods.rl import centred_signal, per_sample, score_function_gradient
 from forgetlab.methods.sft import em_from_moments
 from forgetlab.mixture import MixtureParams, TwoModeMixture
-from forgetlab.rewards import REWARD_KINDS, make_reward
+from forgetlab.rewards import reward_knobs, reward_of
 
 LN2 = float(np.log(2.0))
 _MAX_LOG_RATIO = 700.0
@@ -153,6 +153,7 @@ class TTTDiscover(Method):
 
     name = "ttt-discover"
     knobs = {
+        **reward_knobs("verifiable", 1.5),
         "gamma": Knob(1.0, "tilt gamma >= 0 (used when adaptive_gamma is false)", low=0.0),
         "adaptive_gamma": Knob(True, "choose gamma per group so KL(softmax(gamma r) || uniform) "
                                "= ln 2", kind=bool),
@@ -160,19 +161,11 @@ class TTTDiscover(Method):
         "kappa": Knob(0.0, "KL anchor kappa >= 0 to the base model q_0", low=0.0),
         "reuse": Knob(0, "reuse buffer size (best past draws appended to each group)", kind=int,
                       low=0.0),
-        "reward": Knob("verifiable", "reward: verifiable 0/1, target log-density, or callable",
-                       kind=str, choices=REWARD_KINDS),
-        "radius": Knob(1.5, "success radius (Mahalanobis) of the verifiable reward", low=0.0,
-                       open_low=True),
-        "credit_old": Knob(False, "the verifiable reward also credits D(x, a) <= radius",
-                           kind=bool),
-        "reward_fn": Knob(None, "user reward x [C, S, n, d] -> [C, S, n]", kind=object),
     }
 
     def __init__(self, **values: object) -> None:
         super().__init__(**values)
-        self.reward = make_reward(self.knob("reward"), self.knob("radius"),
-                                  self.knob("credit_old"), self.knob("reward_fn"))
+        self.reward = reward_of(self)
 
     def check_regime(self, regime: str) -> None:
         """Population needs the verifiable reward, a fixed gamma and no reuse buffer."""

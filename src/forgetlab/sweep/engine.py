@@ -3,8 +3,9 @@ per chunk, configurations on the leading axis, one table row per (configuration,
 
 Configurations are grouped by :func:`forgetlab.dynamics.batch_key`, what ``simulate`` needs
 equal within a call (method, regime, steps, optimiser, batch size, dimension, non-float
-knobs); float knobs, learning rates and the problem may differ inside a chunk. A sweep run (configuration c, seed index s) draws
-from ``SeedSequence(config.seed, spawn_key=(int(config_id), s))``, config_id the hash of the
+knobs); float knobs, learning rates and the problem may differ inside a chunk. A sweep run
+(configuration c, seed index s) draws from
+``SeedSequence(config.seed, spawn_key=(int(config_id), s))``, config_id the hash of the
 resolved configuration, so its numbers do not depend on the chunk or worker that runs it.
 Population runs are deterministic: every seed index of a configuration gets the same row.
 
