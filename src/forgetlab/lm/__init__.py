@@ -3,7 +3,8 @@
 Modules: :mod:`~forgetlab.lm.model` (a small character-level transformer),
 :mod:`~forgetlab.lm.corpus` (the synthetic two-mode language), :mod:`~forgetlab.lm.split`
 (the exact split of KL(pi_0 || pi)), :mod:`~forgetlab.lm.losses` (pure losses and advantages),
-:mod:`~forgetlab.lm.methods` (post-training methods), :mod:`~forgetlab.lm.train` (pre-training
+:mod:`~forgetlab.lm.methods` (post-training methods), :mod:`~forgetlab.lm.target` (reward kinds
+and the explicit two-mode target p*), :mod:`~forgetlab.lm.train` (pre-training
 cache and loop), :mod:`~forgetlab.lm.benchmark` (:func:`run_benchmark`), :mod:`~forgetlab.lm.hf`
 (local Hugging Face models for ``forgetlab lm measure``). Importing this package does not import
 torch; the submodules do.

@@ -18,7 +18,7 @@ the explicit two-mode target; ``rl``, ``ttt_discover`` and ``oapl`` only).
                    advantages (mean-centred leave-one-out for ``reward=target``), no ratio or
                    clipping; ``kl_coef`` times
                    (1/2)(log pi_theta - log pi_0)^2 per sampled token
-``rft``            rejection-sampling fine-tuning: SFT on verifier-passing samples of pi_0
+``rft``            rejection-sampling fine-tuning: SFT on reward-passing samples of pi_0 (0/1 kinds)
 ``iterative_sft``  the same, the samples regenerated from pi_theta every ``regenerate_every`` steps
 ``distill``        on-policy distillation: per-token divergence (``reverse`` | ``forward`` |
                    ``jsd`` with ``beta``) to a fixed teacher, pi_0 with a new-task
