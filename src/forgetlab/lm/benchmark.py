@@ -276,12 +276,13 @@ class BenchmarkResult:
         paths = []
         for setting in dict.fromkeys(r.setting for r in self.methods):
             fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-            for r in (r for r in self.methods if r.setting == setting):
+            rows = [r for r in self.methods if r.setting == setting]
+            for k, r in enumerate(rows):  # 20 distinct colours, then a second line style
+                style = {"color": plt.get_cmap("tab20")(k % 20), "marker": ".",
+                         "ls": "-" if k < 20 else "--", "label": r.method}
                 gain = [p["new_task_gain"] for p in r.trajectory]
-                axes[0].plot(gain, [p["old_mass_lost"] for p in r.trajectory], marker=".",
-                             label=r.method)
-                axes[1].plot(gain, [p["old_drift_kl"] for p in r.trajectory], marker=".",
-                             label=r.method)
+                axes[0].plot(gain, [p["old_mass_lost"] for p in r.trajectory], **style)
+                axes[1].plot(gain, [p["old_drift_kl"] for p in r.trajectory], **style)
             for ax, ylabel in zip(axes, ("old mass lost  m_0 - m", "old-component drift KL"),
                                   strict=True):
                 ax.axvline(self.config["target_gain"][setting], color="grey", ls=":")
