@@ -22,8 +22,8 @@ $(VENV)/.lm: $(BIN)/forgetlab
 
 venv-lm: $(VENV)/.lm
 
-run: venv
-	$(BIN)/forgetlab reproduce --profile quick --out reproduce-report
+run: venv-lm
+	$(BIN)/forgetlab reproduce --profile full --out reproduce-report
 
 test: venv-lm chromium
 	$(BIN)/python -m pytest -m "not slow" -q
