@@ -52,6 +52,20 @@ def find_gguf() -> Path:
     return Path(ggufs[0].locate())
 
 
+def load_base(gguf: Path):  # type: ignore[no-untyped-def]
+    """The GGUF weights, dequantised to float32, in a plain (serialisable) model.
+
+    transformers marks a model loaded from GGUF as quantised and refuses to save it, although
+    its weights are dequantised on load; copying them into a model built from the same config
+    gives an ordinary Hugging Face model that ``save_pretrained`` accepts.
+    """
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                  dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    return model
+
+
 def prompt_ids(tok, question: str) -> torch.Tensor:  # type: ignore[no-untyped-def]
     text = tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
                                    add_generation_prompt=True)
@@ -114,8 +128,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     gguf = find_gguf()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    base = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
-                                                torch_dtype=torch.float32)
+    base = load_base(gguf)
     args.out.mkdir(parents=True, exist_ok=True)
     base.save_pretrained(args.out / "base")
     tok.save_pretrained(args.out / "base")
