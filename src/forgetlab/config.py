@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -60,64 +60,91 @@ ALLOWED: dict[str, str] = {
 }
 
 
-class MixtureConfig(BaseModel):
-    """One two-mode problem plus the knobs of the theory's predictions (see module docstring)."""
+class MixtureProblem(BaseModel):
+    """One two-mode problem (theory.md section 1), shared by the theory and simulation configs.
+
+    p* = alpha N(a, Sigma) + (1 - alpha) N(b, Sigma) and q_0 = beta0 N(a, Sigma) +
+    (1 - beta0) N(m_n(0), Sigma): a = 0 and b = separation * L e_1 (Sigma = L L^T, so
+    D(a, b) = separation) unless ``old_mean`` and ``new_mean`` are given; m_n(0) =
+    ``learner_new_mean`` or a + new_mean_start (b - a). Validation messages name each field
+    with the class's ``_prefix`` (e.g. ``problem.`` inside a simulation configuration).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    _prefix: ClassVar[str] = ""
 
-    dim: int = Field(2, ge=1, description="output dimension d")
-    separation: float = Field(4.0, gt=0.0, le=MAX_SEPARATION,
+    dim: int = Field(1, ge=1, description="output dimension d")
+    separation: float = Field(4.0, gt=0.0,
                               description="Delta = D(a, b) when the means are not given")
     old_mean: list[float] | None = Field(None, description="true old mean a")
     new_mean: list[float] | None = Field(None, description="true new mean b")
     cov: float | list[float] | list[list[float]] = Field(1.0, description="shared covariance")
-    alpha: float = Field(0.3, gt=0.0, lt=1.0, description="target old weight")
+    alpha: float = Field(0.5, gt=0.0, lt=1.0, description="target old weight")
     beta0: float = Field(0.5, gt=0.0, lt=1.0, description="initial learner old weight")
     new_mean_start: float = Field(0.5, description="m_n(0) = a + new_mean_start (b - a)")
     learner_new_mean: list[float] | None = Field(None, description="explicit m_n(0)")
-    replay: float = Field(0.2, ge=0.0, lt=1.0, description="replay fraction lambda")
-    batch_size: int = Field(16, ge=1, description="batch size B")
-    step_size: float = Field(0.2, gt=0.0, description="gradient step size s")
-    steps: int = Field(200, ge=1, le=20_000, description="steps of predicted trajectories")
 
     @model_validator(mode="after")
-    def _consistent(self) -> MixtureConfig:
+    def _consistent(self) -> Self:
         for name in ("old_mean", "new_mean", "learner_new_mean"):
             value = getattr(self, name)
             if value is not None and len(value) != self.dim:
-                raise ValueError(f"{name} has {len(value)} entries, expected dim = {self.dim}")
+                raise ValueError(f"{self._prefix}{name} has {len(value)} entries, expected "
+                                 f"dim = {self.dim}")
         if (self.old_mean is None) != (self.new_mean is None):
-            raise ValueError("old_mean and new_mean must be given together (or neither)")
-        as_covariance(self.cov, self.dim, name="cov")
-        if self.old_mean is not None and self.new_mean is not None:
-            dist = float(mahalanobis(self.old_mean, self.new_mean, self.cov))
-            if not 0.0 < dist <= MAX_SEPARATION:
-                raise ValueError(f"D(old_mean, new_mean) = {dist:g} must lie in "
-                                 f"(0, {MAX_SEPARATION:g}]")
+            raise ValueError(f"{self._prefix}old_mean and {self._prefix}new_mean must be given "
+                             "together (or neither)")
+        self.covariance()
         return self
 
-    # -- model objects ------------------------------------------------------------------
     def covariance(self) -> np.ndarray:
         """Sigma as a ``[d, d]`` matrix."""
-        return as_covariance(self.cov, self.dim, name="cov")
+        return as_covariance(self.cov, self.dim, name=f"{self._prefix}cov")
 
-    def target(self) -> TwoModeMixture:
-        """p* = alpha N(a, Sigma) + (1 - alpha) N(b, Sigma), batch shape ``[]``."""
+    def arrays(self) -> dict[str, Any]:
+        """alpha, a, b, Sigma ``[d, d]``, beta0 and m_n(0) (``start``) as numbers and arrays."""
         cov = self.covariance()
         if self.old_mean is not None and self.new_mean is not None:
             a, b = np.asarray(self.old_mean, float), np.asarray(self.new_mean, float)
         else:
             a = np.zeros(self.dim)
             b = self.separation * np.linalg.cholesky(cov)[:, 0]
-        return TwoModeMixture(self.alpha, a, b, cov)
+        start = (np.asarray(self.learner_new_mean, float) if self.learner_new_mean is not None
+                 else a + self.new_mean_start * (b - a))
+        return {"alpha": self.alpha, "a": a, "b": b, "cov": cov, "beta0": self.beta0,
+                "start": start}
+
+    def target(self) -> TwoModeMixture:
+        """p* = alpha N(a, Sigma) + (1 - alpha) N(b, Sigma), batch shape ``[]``."""
+        v = self.arrays()
+        return TwoModeMixture(v["alpha"], v["a"], v["b"], v["cov"])
 
     def initial(self) -> TwoModeMixture:
         """q_0 = beta0 N(a, Sigma) + (1 - beta0) N(m_n(0), Sigma) (old component correct)."""
-        p = self.target()
-        a, b = p.mean_old, p.mean_new
-        start = (np.asarray(self.learner_new_mean, float) if self.learner_new_mean is not None
-                 else a + self.new_mean_start * (b - a))
-        return TwoModeMixture(self.beta0, a, start, p.cov)
+        v = self.arrays()
+        return TwoModeMixture(v["beta0"], v["a"], v["start"], v["cov"])
+
+
+class MixtureConfig(MixtureProblem):
+    """One two-mode problem plus the knobs of the theory's predictions (see module docstring)."""
+
+    dim: int = Field(2, ge=1, description="output dimension d")
+    separation: float = Field(4.0, gt=0.0, le=MAX_SEPARATION,
+                              description="Delta = D(a, b) when the means are not given")
+    alpha: float = Field(0.3, gt=0.0, lt=1.0, description="target old weight")
+    replay: float = Field(0.2, ge=0.0, lt=1.0, description="replay fraction lambda")
+    batch_size: int = Field(16, ge=1, description="batch size B")
+    step_size: float = Field(0.2, gt=0.0, description="gradient step size s")
+    steps: int = Field(200, ge=1, le=20_000, description="steps of predicted trajectories")
+
+    @model_validator(mode="after")
+    def _separation_in_range(self) -> MixtureConfig:
+        if self.old_mean is not None and self.new_mean is not None:
+            dist = float(mahalanobis(self.old_mean, self.new_mean, self.cov))
+            if not 0.0 < dist <= MAX_SEPARATION:
+                raise ValueError(f"D(old_mean, new_mean) = {dist:g} must lie in "
+                                 f"(0, {MAX_SEPARATION:g}]")
+        return self
 
     def resolved(self) -> dict[str, Any]:
         """Every field with the means and covariance made explicit (JSON-ready)."""

@@ -27,72 +27,26 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from forgetlab._validation import as_covariance
+from forgetlab.config import MixtureProblem
 from forgetlab.methods import get_method
 from forgetlab.methods.base import Knob
-from forgetlab.mixture import TwoModeMixture
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ProblemConfig(_Strict):
-    """The mixture problem: p* = alpha N(a, Sigma) + (1 - alpha) N(b, Sigma), q_0 =
-    beta0 N(a, Sigma) + (1 - beta0) N(m_n(0), Sigma).
+class ProblemConfig(MixtureProblem):
+    """The mixture problem of a simulation (:class:`forgetlab.config.MixtureProblem`, d = 1 by
+    default); errors name fields as ``problem.<field>``."""
 
-    a = 0 and b = separation * L e_1 (so D(a, b) = separation) unless ``old_mean`` and
-    ``new_mean`` are given; m_n(0) = ``learner_new_mean`` or a + new_mean_start (b - a).
-    """
+    _prefix: ClassVar[str] = "problem."
 
-    dim: int = Field(1, ge=1)
-    separation: float = Field(4.0, gt=0.0)
-    old_mean: list[float] | None = None
-    new_mean: list[float] | None = None
-    cov: float | list[float] | list[list[float]] = 1.0
-    alpha: float = Field(0.5, gt=0.0, lt=1.0)
-    beta0: float = Field(0.5, gt=0.0, lt=1.0)
-    new_mean_start: float = 0.5
-    learner_new_mean: list[float] | None = None
-
-    @model_validator(mode="after")
-    def _means(self) -> ProblemConfig:
-        for name in ("old_mean", "new_mean", "learner_new_mean"):
-            value = getattr(self, name)
-            if value is not None and len(value) != self.dim:
-                raise ValueError(f"problem.{name} must have dim = {self.dim} entries")
-        if (self.old_mean is None) != (self.new_mean is None):
-            raise ValueError("give both problem.old_mean and problem.new_mean, or neither")
-        as_covariance(np.asarray(self.cov, dtype=float), self.dim, "problem.cov")
-        return self
-
-    def arrays(self) -> dict[str, Any]:
-        """alpha, a, b, Sigma ``[d, d]``, beta0 and m_n(0) as numbers and arrays."""
-        cov = as_covariance(np.asarray(self.cov, dtype=float), self.dim, "problem.cov")
-        if self.old_mean is not None and self.new_mean is not None:
-            a, b = np.asarray(self.old_mean, dtype=float), np.asarray(self.new_mean, dtype=float)
-        else:
-            a = np.zeros(self.dim)
-            b = self.separation * np.linalg.cholesky(cov)[:, 0]
-        start = (np.asarray(self.learner_new_mean, dtype=float)
-                 if self.learner_new_mean is not None else a + self.new_mean_start * (b - a))
-        return {"alpha": self.alpha, "a": a, "b": b, "cov": cov, "beta0": self.beta0,
-                "start": start}
-
-    def target(self) -> TwoModeMixture:
-        """p* as a mixture with batch shape ``[]``."""
-        v = self.arrays()
-        return TwoModeMixture(v["alpha"], v["a"], v["b"], v["cov"])
-
-    def initial(self) -> TwoModeMixture:
-        """q_0 with m_o(0) = a (the old component is already correct)."""
-        v = self.arrays()
-        return TwoModeMixture(v["beta0"], v["a"], v["start"], v["cov"])
+    dim: int = Field(1, ge=1, description="output dimension d")
 
 
 class GroupScales(_Strict):
