@@ -30,7 +30,7 @@ Array = NDArray[np.float64]
 
 def cholesky(cov: ArrayLike, dim: int) -> Array:
     """Lower Cholesky factor L of a validated covariance (``[..., d, d]``), Sigma = L L^T."""
-    return np.linalg.cholesky(as_covariance(cov, dim))
+    return np.asarray(np.linalg.cholesky(as_covariance(cov, dim)), dtype=np.float64)
 
 
 def whiten(x: ArrayLike, chol: Array) -> Array:
