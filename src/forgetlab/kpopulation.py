@@ -35,6 +35,8 @@ a weight gradient is zero), mean gradients with respect to the raw means.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -72,10 +74,18 @@ def discriminant_basis(mixtures: list[KModeMixture]) -> Array:
 
 
 def _rule(rank: int, sharpness: float) -> tuple[Array, Array]:
-    """Nodes ``[N, r]`` and weights ``[N]`` (times the N(0, I_r) density)."""
+    """Nodes ``[N, r]`` and weights ``[N]`` (times the N(0, I_r) density) for logit slopes
+    differing by at most ``sharpness``; the half-width is rounded down to 0.75 * 2^(-n/4)
+    so that rules are reused."""
     if rank == 0:
         return np.zeros((1, 0)), np.ones(1)
-    half = min(0.75, np.pi / (1.5 * max(sharpness, 1e-300)))
+    need = min(0.75, np.pi / (1.5 * max(sharpness, 1e-300)))
+    return _cached_rule(rank, int(np.ceil(4.0 * np.log2(0.75 / need) - 1e-9)))
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_rule(rank: int, level: int) -> tuple[Array, Array]:
+    half = 0.75 * 2.0 ** (-level / 4.0)
     panels = int(np.ceil(_HALF_RANGE / half))
     edges = np.linspace(-_HALF_RANGE, _HALF_RANGE, 2 * panels + 1)
     mid, hw = 0.5 * (edges[1:] + edges[:-1]), 0.5 * (edges[1:] - edges[:-1])
@@ -88,7 +98,10 @@ def _rule(rank: int, sharpness: float) -> tuple[Array, Array]:
     nodes = np.stack([g.ravel() for g in grids], axis=-1)
     weights = np.prod([g.ravel() for g in np.meshgrid(*([w1] * rank), indexing="ij")], axis=0)
     keep = np.sum(nodes**2, axis=-1) <= _HALF_RANGE**2
-    return nodes[keep], weights[keep]
+    nodes, weights = nodes[keep], weights[keep]
+    nodes.flags.writeable = False
+    weights.flags.writeable = False
+    return nodes, weights
 
 
 class Projection:
@@ -115,26 +128,28 @@ class Projection:
         self.nodes, self.weights = _rule(self.rank, sharp)
 
     def logits(self, mix: KModeMixture, mu: Array, t: Array) -> Array:
-        """l_k at nodes t ``[N, r]`` for x ~ N(mu, Sigma): ``[N, K]`` (common terms dropped)."""
+        """l_k at nodes t (``[r, N]``, one column per node) for x ~ N(mu, Sigma): ``[K, N]``
+        (common terms dropped)."""
         zk = mix.whiten(mix.means)
         zmu = mix.whiten(mu)
         with np.errstate(divide="ignore"):
             const = np.log(mix.weights) + zk @ zmu - 0.5 * np.sum(zk * zk, axis=-1)
-        return const + t @ (zk @ self.basis).T
+        return (zk @ self.basis) @ t + const[:, None]
 
     def blocks(self) -> list[tuple[Array, Array]]:
-        """(nodes, weights) in chunks of at most ``_CHUNK`` nodes."""
+        """(nodes ``[r, n]``, weights ``[n]``) in chunks of at most ``_CHUNK`` nodes."""
         n = self.nodes.shape[0]
-        return [(self.nodes[i:i + _CHUNK], self.weights[i:i + _CHUNK])
+        return [(np.ascontiguousarray(self.nodes[i:i + _CHUNK].T), self.weights[i:i + _CHUNK])
                 for i in range(0, n, _CHUNK)]
 
 
 def _softmax(logits: Array) -> tuple[Array, Array]:
-    """(softmax over the last axis, log-sum-exp), stable; -inf logits give weight 0."""
-    top = np.max(logits, axis=-1, keepdims=True)
+    """(softmax over the first axis ``[K, N]``, log-sum-exp ``[N]``), stable; -inf logits give
+    weight 0."""
+    top = np.max(logits, axis=0)
     e = np.exp(logits - top)
-    total = np.sum(e, axis=-1, keepdims=True)
-    return e / total, (top + np.log(total))[..., 0]
+    total = np.sum(e, axis=0)
+    return e / total, top + np.log(total)
 
 
 def _means(mu: Array, dim: int) -> Array:
@@ -157,8 +172,8 @@ def responsibility_moments(mix: KModeMixture, means: Array, proj: Projection | N
     for m in range(mu.shape[0]):
         for t, w in proj.blocks():
             r = _softmax(proj.logits(mix, mu[m], t))[0]
-            e0[m] += w @ r
-            e1[m] += (r * w[:, None]).T @ t
+            e0[m] += r @ w
+            e1[m] += (r * w) @ t.T
     first = np.einsum("mkr,dr->mkd", e1, proj.basis) @ mix.chol.T  # back to x: L Q E[r t]
     return e0, first
 
@@ -214,9 +229,9 @@ def expected_log_ratio(q: KModeMixture, p: KModeMixture, means: Array,
         for t, w in proj.blocks():
             lq, lp = proj.logits(q, mu[m], t), proj.logits(p, mu[m], t)
             (resp_q, sq), (resp_p, sp) = _softmax(lq), _softmax(lp)
-            out[m] += w @ (sq - sp)
-            rq[m] += w @ resp_q
-            rp[m] += w @ resp_p
+            out[m] += (sq - sp) @ w
+            rq[m] += resp_q @ w
+            rp[m] += resp_p @ w
     return out, rq, rp
 
 
@@ -280,12 +295,12 @@ def fisher_information(mix: KModeMixture) -> Array:
         if mix.weights[c] == 0:
             continue
         for t, w in proj.blocks():
-            resp = _softmax(proj.logits(mix, mix.means[c], t))[0]
-            v = (zq[c] - zq)[None, :, :] + t[:, None, :]  # [N, K, r]
-            s = np.concatenate([(resp - mix.weights)[:, 1:],
-                                (resp[..., None] * v).reshape(len(t), k * r)], axis=1)
-            small += mix.weights[c] * (s * w[:, None]).T @ s
-            rr += mix.weights[c] * (resp * w[:, None]).T @ resp
+            resp = _softmax(proj.logits(mix, mix.means[c], t))[0]  # [K, N]
+            v = (zq[c] - zq)[:, :, None] + t[None, :, :]  # [K, r, N]
+            s = np.concatenate([resp[1:] - mix.weights[1:, None],
+                                (resp[:, None, :] * v).reshape(k * r, -1)], axis=0)
+            small += mix.weights[c] * (s * w) @ s.T
+            rr += mix.weights[c] * (resp * w) @ resp.T
     out = np.zeros((n_eta + k * d, n_eta + k * d))
     out[:n_eta, :n_eta] = small[:n_eta, :n_eta]
     lift = mix.chol_inv.T @ basis  # L^{-T} Q, [d, r]
