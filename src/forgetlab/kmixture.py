@@ -123,7 +123,7 @@ class KModeMixture:
 
         Rows of zero-weight modes are +inf (no bound); the diagonal is 1 (r_j <= 1).
         """
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
             log_w = np.log(self.weights)
             out = 0.5 * np.exp(0.5 * (log_w[None, :] - log_w[:, None])
                                - self.distances() ** 2 / 8.0)

@@ -53,3 +53,7 @@ main.add_command(theory)
 from forgetlab.cli.lm import lm  # noqa: E402
 
 main.add_command(lm)
+
+from forgetlab.cli.continual import continual  # noqa: E402
+
+main.add_command(continual)
