@@ -415,6 +415,19 @@ def _drift_bound(q: KModeMixture, target: KModeMixture) -> Array:
     return np.sum(b_p * target.distances(), axis=1) + np.sum(b_q * q.distances(), axis=1)
 
 
+def predict_mass(config: ContinualConfig) -> Array:
+    """The theory's retained mass ``[K, K]``: each stage's fixed point applied in turn (entry of
+    the new mode scales the previous prediction by 1 - entry_weight). No dynamics are run."""
+    k, cov, means = config.n_tasks, config.covariance(), config.task_means()
+    pred = np.full((k, k), np.nan)
+    pred[0, 0] = 1.0
+    for i, stage in enumerate(config.stages, start=1):
+        start = np.concatenate([(1 - config.entry_weight) * pred[i - 1, :i],
+                                [config.entry_weight]])
+        pred[i, :i + 1] = predicted_weights(stage, i, start, means, cov)
+    return pred
+
+
 def run_continual(config: ContinualConfig, progress: Callable[[], None] | None = None
                   ) -> ContinualResult:
     """Run the chain in the configured regime; ``progress()`` is called after every step."""
@@ -425,9 +438,9 @@ def run_continual(config: ContinualConfig, progress: Callable[[], None] | None =
     shape = (k, k)
     mass = np.full((n_seeds, *shape), np.nan)
     drift = np.full((n_seeds, *shape), np.nan)
-    pred = np.full(shape, np.nan)
+    pred = predict_mass(config)
     bound = np.full(shape, np.nan)
-    mass[:, 0, 0], drift[:, 0, 0], pred[0, 0] = 1.0, 0.0, 1.0
+    mass[:, 0, 0], drift[:, 0, 0] = 1.0, 0.0
     eta = np.zeros((n_seeds, 1))
     mu = np.broadcast_to(means[:1], (n_seeds, 1, config.dim)).copy()
     rng = Streams([config.seed], [0], n_seeds) if finite else None
@@ -439,9 +452,6 @@ def run_continual(config: ContinualConfig, progress: Callable[[], None] | None =
                              np.full((n_seeds, 1), config.entry_weight)], axis=1)
         eta = np.log(w0)
         mu = np.concatenate([mu, np.broadcast_to(start, (n_seeds, 1, config.dim))], axis=1)
-        start_pred = np.concatenate([(1 - config.entry_weight) * pred[i - 1, :i],
-                                     [config.entry_weight]])
-        pred[i, :i + 1] = predicted_weights(stage, i, start_pred, means, cov)
         if finite:
             assert rng is not None
             eta, mu = _finite_stage(stage, i, eta, mu, means, cov, config.batch_size, rng,

@@ -57,3 +57,7 @@ main.add_command(lm)
 from forgetlab.cli.continual import continual  # noqa: E402
 
 main.add_command(continual)
+
+from forgetlab.cli.plan import plan  # noqa: E402
+
+main.add_command(plan)
