@@ -303,8 +303,8 @@ def _sample(eta: Array, mu: Array, chol: Array, n: int, rng: Streams) -> Array:
 def _finite_stage(stage: StageConfig, index: int, eta: Array, mu: Array, means: Array,
                   cov: Array, batch: int, rng: Streams, progress: Callable[[], None] | None
                   ) -> tuple[Array, Array]:
-    chol = np.linalg.cholesky(cov)
-    chol_inv = np.linalg.inv(chol)
+    chol = np.asarray(np.linalg.cholesky(cov), dtype=np.float64)
+    chol_inv = np.asarray(np.linalg.inv(chol), dtype=np.float64)
     data = stage_data(stage, index, means, cov)
     target = stage_target(stage, index, means, cov)
     data_eta = np.broadcast_to(np.log(np.maximum(data.weights, 1e-300)), eta.shape)

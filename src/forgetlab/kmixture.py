@@ -59,8 +59,8 @@ class KModeMixture:
         self.weights: Array = w / w.sum()
         self.means: Array = m
         self.cov: Array = as_covariance(cov, m.shape[1])
-        self.chol: Array = np.linalg.cholesky(self.cov)
-        self.chol_inv: Array = np.linalg.inv(self.chol)
+        self.chol: Array = np.asarray(np.linalg.cholesky(self.cov), dtype=np.float64)
+        self.chol_inv: Array = np.asarray(np.linalg.inv(self.chol), dtype=np.float64)
 
     def __repr__(self) -> str:
         return (f"KModeMixture(K={self.n_modes}, dim={self.dim}, weights="
