@@ -19,15 +19,14 @@ from several separations and initial weights. Checks:
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.axes import Axes
 from scipy.special import logit
 
 from forgetlab import population, theory
 from forgetlab.claims.base import ClaimContext, ClaimResult, new_result, sim_config
+from forgetlab.claims.figures import Panel
 from forgetlab.dynamics import simulate
 from forgetlab.gaussian import bhattacharyya_coefficient
 from forgetlab.mixture import TwoModeMixture
-from forgetlab.report.figures import label, new_figure, theory_vs_sim
 from forgetlab.simconfig import SimulationConfig
 
 STATEMENT = (
@@ -56,7 +55,7 @@ def _configs(steps: int, stride: int) -> list[SimulationConfig]:
     ]
 
 
-def _separated_gradient(res: ClaimResult, ax: Axes) -> None:
+def _separated_gradient(res: ClaimResult, ax: Panel) -> None:
     seps = np.array([6.0, 8.0, 10.0, 12.0])
     betas = np.array([0.05, 0.2, 0.5, 0.8])
     s, b = np.meshgrid(seps, betas, indexing="ij")
@@ -68,12 +67,13 @@ def _separated_gradient(res: ClaimResult, ax: Axes) -> None:
     scale = np.maximum(1.0, np.abs(limit))
     ratio = float(np.max(np.abs(exact - limit) / (scale * bc)))
     res.check("max |dL/dbeta - (logit beta - logit alpha)| / (max(1,|.|) BC), Delta 6..12",
-              1.0, ratio, 0.0, "quadrature error", kind="upper_bound")
+              1.0, ratio, 0.0, "quadrature error", kind="upper_bound",
+              predicted_by="closed form", measured_by="exact engine", independent=True)
     err = np.max(np.abs(exact - limit), axis=1)
-    theory_vs_sim(ax, seps, bc[:, 0], err,
+    ax.series(seps, bc[:, 0], err,
                   labels=("BC = exp(-Delta^2/8)", "max_beta |exact - limit| (engine)"))
-    ax.set_yscale("log")
-    label(ax, "separation Delta [Mahalanobis units]",
+    ax.yscale = "log"
+    ax.label("separation Delta [Mahalanobis units]",
           "max_beta |exact - separated limit| [1/weight]",
           "weight gradient: O(BC) correction")
 
@@ -93,7 +93,8 @@ def run(ctx: ClaimContext) -> ClaimResult:
     g = theory.optimum_gradient(target)
     worst_g = max(float(np.max(np.abs(v))) for v in g)
     res.check("max |grad L_R| at theta* (all configurations)", 0.0, worst_g, 1e-10,
-              "quadrature error")
+              "quadrature error",
+              predicted_by="closed form", measured_by="exact engine", independent=True)
     geom = theory.local_geometry(target, STEP, "natural")
     r_k = geom.contraction ** stride
     eta = logit(traj.weight_old[:, 0, :])
@@ -112,31 +113,33 @@ def run(ctx: ClaimContext) -> ClaimResult:
     swapped = distance(True)[:, -1] < distance(False)[:, -1]
     path = np.where(swapped[:, None], distance(True), distance(False))
     old_mass = np.where(swapped, 1.0 - traj.weight_old[:, 0, -1], traj.weight_old[:, 0, -1])
-    fig, axes = new_figure(3, title="C3: reverse KL converges to the target")
+    fig = res.figure(3, title="C3: reverse KL converges to the target")
+    axes = fig.panels
     for c, (d, b0) in enumerate((d, b0) for d in SEPARATIONS for b0 in BETA0):
         which = "swap(theta*) = (1-alpha, b, a)" if swapped[c] else "theta*"
         res.check(f"distance to {which} (logit, Mahalanobis), Delta={d:g}, beta0={b0:g}",
-                  0.0, path[c, -1], tol[c], "iteration error")
+                  0.0, path[c, -1], tol[c], "iteration error",
+                  predicted_by="closed form", measured_by="population run", independent=True)
         # |d beta| <= beta (1 - beta) |d eta| <= |d eta| / 4
         res.check(f"retained old-mode mass / alpha, Delta={d:g}, beta0={b0:g}", 1.0,
-                  old_mass[c] / ALPHA, 0.25 * tol[c] / ALPHA, "iteration error")
+                  old_mass[c] / ALPHA, 0.25 * tol[c] / ALPHA, "iteration error",
+                  predicted_by="closed form", measured_by="population run", independent=True)
         if swapped[c]:
             res.notes.append(
                 f"Delta={d:g}, beta0={b0:g}: the run converged to the label-swapped minimiser "
                 f"(the component labelled old sits at b with weight 1 - alpha): q = p*, no mass "
                 f"is lost, but the labels exchanged because m_n(0) started between the modes.")
-        theory_vs_sim(axes[0], traj.steps, np.full(len(traj.steps), ALPHA) if c == 0 else None,
+        axes[0].series(traj.steps, np.full(len(traj.steps), ALPHA) if c == 0 else None,
                       np.where(swapped[c], 1.0 - traj.weight_old[c, 0], traj.weight_old[c, 0]),
                       color_index=c % 3, name="alpha; markers: 9 starts" if c == 0 else None)
-        axes[1].plot(traj.steps, np.maximum(path[c], 1e-16), color=f"C{c % 10}", linewidth=1)
-    label(axes[0], "step t [iterations]", "mass of the component at a [probability]",
+        axes[1].line(traj.steps, np.maximum(path[c], 1e-16), color=f"C{c % 10}")
+    axes[0].label("step t [iterations]", "mass of the component at a [probability]",
           "all starts reach alpha (line)")
-    axes[1].set_yscale("log")
-    label(axes[1], "step t [iterations]", "||theta_t - theta*|| [logit / Mahalanobis units]",
+    axes[1].yscale = "log"
+    axes[1].label("step t [iterations]", "||theta_t - theta*|| [logit / Mahalanobis units]",
           "distance to the optimum, 9 starts")
     _separated_gradient(res, axes[2])
     res.notes.append(
         f"Predicted contraction per step at theta* (C5): {np.round(geom.contraction, 4).tolist()} "
         f"for Delta = {SEPARATIONS} (each repeated for the three beta0).")
-    res.figures += ctx.save_figure(fig)
     return res

@@ -30,7 +30,6 @@ from forgetlab import theory
 from forgetlab.claims.base import ClaimContext, ClaimResult, new_result, sim_config
 from forgetlab.dynamics import simulate
 from forgetlab.mixture import TwoModeMixture
-from forgetlab.report.figures import label, new_figure, theory_vs_sim
 from forgetlab.trajectory import Trajectory
 
 STATEMENT = (
@@ -72,23 +71,26 @@ def run(ctx: ClaimContext) -> ClaimResult:
     steps = ctx.profile.pick(150, 400)
     res = new_result(ctx, STATEMENT, alpha=ALPHA, beta0=BETA0, learning_rate=STEP, steps=steps,
                      separations=seps, dim=2, cov="identity", new_mean_start=STARTS)
-    fig, axes = new_figure(3, title="C4: overlap-gated drift of the old component")
+    fig = res.figure(3, title="C4: overlap-gated drift of the old component")
+    axes = fig.panels
     sups = {}
     for k, (kind, start) in enumerate(STARTS.items()):
         traj, bound = _run(seps, start, steps)
         sup = traj.drift_sup[:, 0, -1]
         sups[kind] = (sup, bound)
         res.check(f"{kind} starts: max over runs of sup drift / exact bound (<= 1)", 1.0,
-                  float(np.max(sup / bound.exact)), 1e-10, "quadrature error", kind="upper_bound")
+                  float(np.max(sup / bound.exact)), 1e-10, "quadrature error", kind="upper_bound",
+                  predicted_by="exact engine", measured_by="population run", independent=False)
         res.check(f"{kind} starts: max over runs of sup drift / closed-form bound (<= 1)", 1.0,
                   float(np.max(sup / bound.closed_form)), 1e-10, "quadrature error",
-                  kind="upper_bound")
-        theory_vs_sim(axes[k], seps, bound.exact, sup, color_index=k,
+                  kind="upper_bound",
+                  predicted_by="closed form", measured_by="population run", independent=True)
+        axes[k].series(seps, bound.exact, sup, color_index=k,
                       labels=("bound sup[eps_q Delta_q + eps_* Delta]", "sup_t delta(t)"),
                       name=kind)
-        axes[k].plot(seps, bound.closed_form, ":", color="gray", label="closed-form bound")
-        axes[k].set_yscale("log")
-        label(axes[k], "separation Delta [Mahalanobis units]",
+        axes[k].line(seps, bound.closed_form, "closed-form bound", color="gray", style=":")
+        axes[k].yscale = "log"
+        axes[k].label("separation Delta [Mahalanobis units]",
               "sup_t D(m_o(t), a) [Mahalanobis units]",
               f"{kind} start: m_n(0) = a + {start:g}(b - a)")
         for d, s_k, dmin in zip(seps, sup, bound.delta_min, strict=True):
@@ -99,7 +101,8 @@ def run(ctx: ClaimContext) -> ClaimResult:
     raw = float(np.polyfit(seps**2, np.log(far), 1)[0])
     tol = abs(float(np.polyfit(seps**2, np.log(seps), 1)[0]))
     res.check("far starts: slope of log(sup drift / Delta) vs Delta^2", -1.0 / 8.0, slope, tol,
-              "asymptotic correction")
+              "asymptotic correction",
+              predicted_by="closed form", measured_by="population run", independent=True)
     close, close_bound = sups["close"]
     slope_close = float(np.polyfit(seps**2, np.log(close / seps), 1)[0])
     res.notes.append(
@@ -108,11 +111,9 @@ def run(ctx: ClaimContext) -> ClaimResult:
         f"the drift is set by Delta_min (here {close_bound.delta_min.min():.2f} to "
         f"{close_bound.delta_min.max():.2f}), not by Delta.")
     ax = axes[2]
-    theory_vs_sim(ax, seps**2, -seps**2 / 8.0 + np.log(far[0] / seps[0]) + seps[0] ** 2 / 8.0,
+    ax.series(seps**2, -seps**2 / 8.0 + np.log(far[0] / seps[0]) + seps[0] ** 2 / 8.0,
                   np.log(far / seps), labels=("slope -1/8", "far starts"))
-    ax.plot(seps**2, np.log(close / seps), "s", color="tab:orange", markersize=3.5,
-            markerfacecolor="none", label="close starts")
-    label(ax, "Delta^2 [squared Mahalanobis units]", "log(sup drift / Delta) [log units]",
+    ax.points(seps**2, np.log(close / seps), "close starts", color="tab:orange", marker="s")
+    ax.label("Delta^2 [squared Mahalanobis units]", "log(sup drift / Delta) [log units]",
           "exponent of the overlap gate")
-    res.figures += ctx.save_figure(fig)
     return res
