@@ -18,7 +18,6 @@ from forgetlab.report.figures import render_claim_figures
 from forgetlab.report.html import render_report
 from reproduce_run import quick_run
 
-
 IND = {"predicted_by": "closed form", "measured_by": "Monte Carlo", "independent": True}
 CONS = {"predicted_by": "exact engine", "measured_by": "population run", "independent": False}
 
