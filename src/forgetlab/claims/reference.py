@@ -29,7 +29,7 @@ from scipy.special import expit, logit, logsumexp
 
 Array = NDArray[np.float64]
 WIDTH = 10.0
-SPACING = {1: 0.04, 2: 0.12}  # grid spacing in standard deviations, by dimension
+SPACING = {1: 0.04, 2: 0.06}  # grid spacing in standard deviations, by dimension
 POINTS: int | None = None
 
 
