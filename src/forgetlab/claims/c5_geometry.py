@@ -14,6 +14,9 @@ Checks:
    1e-9 <= ||theta_t - theta*|| <= 1e-3; the subdominant modes decay geometrically, so its
    error is below the difference from the first half's factor, which is the tolerance
    (plus 1e-6).
+3. Independent reference: the engine's Fisher information at theta* against E_q[score
+   score^T] integrated by scipy.integrate on a 2-D grid (:mod:`forgetlab.claims.reference`),
+   to the quadrature error 1e-9. Checks 1 and 2 use the engine on both sides (consistency).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 from scipy.special import logit
 
 from forgetlab import population, theory
+from forgetlab.claims import reference
 from forgetlab.claims.base import ClaimContext, ClaimResult, new_result, sim_config
 from forgetlab.dynamics import simulate
 from forgetlab.mixture import TwoModeMixture
@@ -66,6 +70,13 @@ def _hessian_check(res: ClaimResult) -> None:
     fd, fd_half = _fd_hessian(target, h), _fd_hessian(target, h / 2)
     err = float(np.max(np.abs(fd_half - fisher)))
     tol = float(np.max(np.abs(fd - fd_half))) + 1e-8
+    brute = reference.fisher(reference.Mix.of(
+        target.weight_old.ravel(), target.mean_old.reshape(-1, 2), target.mean_new.reshape(-1, 2),
+        np.eye(2)))
+    res.check("max |Fisher (engine) - E_q[score score^T] (brute-force quadrature)| at theta*",
+              0.0, float(np.max(np.abs(fisher.reshape(brute.shape) - brute))), 1e-9,
+              "quadrature error", predicted_by="brute-force quadrature",
+              measured_by="exact engine", independent=True)
     res.check("max |Hessian (finite differences) - Fisher| at theta*", 0.0, err, tol,
               "step-size error",
               predicted_by="exact engine", measured_by="finite differences", independent=False)
