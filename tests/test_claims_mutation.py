@@ -59,15 +59,15 @@ def _flip_weight_gradient(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(population, "reverse_kl_gradient", mutated)
 
 
-def _forward_mean_new_scaled(mp: pytest.MonkeyPatch) -> None:
-    """The new-mean component of the forward-KL gradient 1% too large."""
-    original = population.forward_kl_gradient
+def _score_mean_new_scaled(mp: pytest.MonkeyPatch) -> None:
+    """The new-mean component of the expected scores (the forward-KL gradient) 1% too large."""
+    original = population.expected_scores
 
-    def mutated(learner: Any, data: Any) -> MixtureParams:
-        g = original(learner, data)
+    def mutated(learner: Any, means: Any) -> MixtureParams:
+        g = original(learner, means)
         return MixtureParams(g.weight_old, g.mean_old, 1.01 * g.mean_new)
 
-    mp.setattr(population, "forward_kl_gradient", mutated)
+    mp.setattr(population, "expected_scores", mutated)
 
 
 def _replay_off_by_one(mp: pytest.MonkeyPatch) -> None:
@@ -100,7 +100,7 @@ MUTATIONS: list[tuple[str, str, Patch, str]] = [
     ("C1", "drift loss KL 2% too large", _biased_kl, "KL(p_old||phi(m_o))"),
     ("C2", "E_{p_new}[r_o] 0.1% too large", _scaled(population, "expected_responsibility", 1.001),
      "rho"),
-    ("C2", "forward-KL new-mean gradient 1% too large", _forward_mean_new_scaled, "brute-force"),
+    ("C2", "expected new-mean score 1% too large", _score_mean_new_scaled, "brute-force"),
     ("C3", "dropped misassignment term eps_q in the reverse-KL gradient",
      _scaled_misassignment("eps_q", 0.0), "distance to"),
     ("C4", "eps_q in the reverse-KL drift gate 5% too large", _scaled_misassignment("eps_q", 1.05),

@@ -29,7 +29,7 @@ from scipy.special import expit, logit, logsumexp
 
 Array = NDArray[np.float64]
 WIDTH = 10.0
-SPACING = {1: 0.04, 2: 0.06}  # grid spacing in standard deviations, by dimension
+SPACING = {1: 0.04, 2: 0.08}  # grid spacing in standard deviations, by dimension
 POINTS: int | None = None
 
 
@@ -126,15 +126,30 @@ def _centers(*means: Array) -> Array:
     return np.stack(means, axis=1)  # [K, C, d]
 
 
+def _data_density(weights: Array, means: Array, cov: Array, x: Array) -> Array:
+    """sum_c w_c N(x; mu_c, Sigma) on the grid; weights ``[K, C]``, means ``[K, C, d]``."""
+    return sum(weights[:, c, None] * np.exp(_log_phi(x, means[:, c], cov))
+               for c in range(weights.shape[1]))
+
+
+def data_gradient(q: Mix, weights: ArrayLike, means: ArrayLike,
+                  points: int | None = POINTS) -> tuple[Array, Array]:
+    """Cross entropy -E_D[log q] ``[K]`` and its gradient ``[K, 1 + 2d]`` for the data
+    D = sum_c w_c N(mu_c, Sigma) (any number of components)."""
+    w = np.asarray(weights, float)
+    mu = np.asarray(means, float)
+    x, axes = _grid(np.concatenate([_centers(q.m_o, q.m_n), mu], axis=1), q.cov, points)
+    dens = _data_density(w, mu, q.cov, x)
+    log_q, _, score, _ = _parts(q, x)
+    return -_integrate(dens * log_q, axes), -_integrate(dens[..., None] * score, axes)
+
+
 def forward_kl_gradient(q: Mix, w: ArrayLike, a: ArrayLike, b: ArrayLike,
                         points: int | None = POINTS) -> Array:
     """-E_D[grad log q], D = w N(a) + (1 - w) N(b): ``[K, 1 + 2d]`` (beta, m_o, m_n)."""
     a_, b_ = (np.broadcast_to(np.asarray(v, float), q.m_o.shape) for v in (a, b))
     w_ = np.broadcast_to(np.asarray(w, float), q.beta.shape)
-    x, axes = _grid(_centers(q.m_o, q.m_n, a_, b_), q.cov, points)
-    dens = np.exp(_log_mix(w_, a_, b_, q.cov, x))
-    _, _, score, _ = _parts(q, x)
-    return -_integrate(dens[..., None] * score, axes)
+    return data_gradient(q, np.stack([w_, 1.0 - w_], -1), np.stack([a_, b_], 1), points)[1]
 
 
 def reverse_kl_gradient(q: Mix, alpha: ArrayLike, a: ArrayLike, b: ArrayLike,
@@ -174,6 +189,31 @@ def fisher(q: Mix, points: int | None = POINTS) -> Array:
     log_q, _, score, _ = _parts(q, x)
     outer = score[..., :, None] * score[..., None, :]
     return _integrate(np.exp(log_q)[..., None, None] * outer, axes)
+
+
+def forward_kl_optimum(weights: ArrayLike, means: ArrayLike, cov: ArrayLike,
+                       start: Mix) -> Mix:
+    """argmin over two-mode q of -E_D[log q] by scipy.optimize (BFGS on (logit beta, m_o,
+    m_n), the brute-force cross entropy and gradient), one problem per batch entry."""
+    from scipy.optimize import minimize
+
+    w, mu = np.atleast_2d(np.asarray(weights, float)), np.asarray(means, float)
+    c = np.atleast_2d(np.asarray(cov, float))
+    d = start.dim
+    out = []
+    for k in range(len(start.beta)):
+        def fun(theta: Array, k: int = k) -> tuple[float, Array]:
+            beta = expit(theta[0])
+            q = Mix.of(beta, theta[1:d + 1], theta[d + 1:], c)
+            h, g = data_gradient(q, w[k:k + 1], mu[k:k + 1])
+            return float(h[0]), np.concatenate([[g[0, 0] * beta * (1 - beta)], g[0, 1:]])
+
+        x0 = np.concatenate([[logit(start.beta[k])], start.m_o[k], start.m_n[k]])
+        sol = minimize(fun, x0, jac=True, method="BFGS", options={"gtol": 1e-11,
+                                                                  "maxiter": 2000})
+        out.append(sol.x)
+    th = np.stack(out)
+    return Mix.of(expit(th[:, 0]), th[:, 1:d + 1], th[:, d + 1:], c)
 
 
 @dataclass(frozen=True)
