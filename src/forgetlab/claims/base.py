@@ -319,6 +319,8 @@ REGISTRY: tuple[ClaimSpec, ...] = (
     ClaimSpec("C7", "Reverse KL with replay: same optimum, no starvation", "c7_reverse_replay"),
     ClaimSpec("C8", "Near-on-policy methods: SDFT, TTT-Discover, OAPL", "c8_near_policy"),
     ClaimSpec("C9", "The four factors: phase diagrams", "c9_phase"),
+    ClaimSpec("C10", "Continual post-training over K stages: the split retention matrix",
+              "c10_continual"),
     ClaimSpec("Chen2025", "Reproduction of the Chen et al. (2025) toy", "chen2025"),
     ClaimSpec("LM", "Language-model benchmark beside the mixture theory", "lm"),
 )
