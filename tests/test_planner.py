@@ -83,3 +83,14 @@ def test_cli_plan_json_and_errors(tmp_path):
             ["plan", *args]
         out = runner.invoke(main, argv)
         assert out.exit_code == 2 and word in out.output and "Traceback" not in out.output
+
+
+def test_oapl_tau_against_the_closed_form_and_simulation():
+    """Two syncs of the linear tilt: logit beta_2 = -2 w Delta / tau, so keep 0.9 (beta 0.45)
+    needs tau* = 2 w Delta / -logit(0.45). Finite-batch OAPL at G = 64 carries V_hat's O(1/G)
+    bias (C8 extrapolates it away), measured 0.0015 here, so the simulation is held to 0.005."""
+    plan = pl.plan_oapl(0.9, 4.0, seeds=8)
+    tau_star = 2 * 0.5 * 4.0 / -np.log(0.45 / 0.55)
+    assert plan.value is not None and tau_star <= plan.value <= tau_star * 1.01
+    assert abs(plan.simulated_retained - plan.predicted_retained) < 0.005
+    assert abs(plan.simulated_drift - plan.predicted_drift) < 0.005

@@ -23,6 +23,13 @@ Methods and knobs (name -> simulation method, knob, range):
   [0, 1) (population fixed point beta = lambda, C6);
 - ``sdft``: SDFT, knob ``lam_demo`` (demonstration anchor) in [0, 1] (mass stays near beta_0;
   the anchor sets the drift budget, C8);
+- ``oapl``: OAPL with a linear reward r(x) = w x_1 (w = ``slope``) and ``syncs``
+  synchronisations, knob ``tau`` in [0.05, 1000]. Each sync applies the linear tilt exactly
+  (:func:`forgetlab.theory.near_policy.linear_tilt`): log odds += w (m_o - m_n)_1 / tau and
+  both means move by Sigma w / tau, so the prediction is closed form; the root-finding runs
+  on log tau. Verified by finite-batch OAPL (group size 64, learning rate 0.4 / tau^2: C8's
+  0.1 at tau = 2, scaled with the loss's curvature, which grows like tau^2). The new mode
+  starts at b (nothing to learn), so no new-task condition applies;
 - K stages (``--config`` with ``[[stages]]``): every stage becomes SFT with replay of all
   earlier tasks, each with fraction v in [0, 1/(K-1)); retained = min_j R_w[K-1, j] / R_w[j, j]
   over the old tasks j < K - 1, predicted by the stage fixed points (exact for replay of the
@@ -36,10 +43,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 from forgetlab.continual import ContinualConfig, parse_continual, predict_mass, run_continual
 from forgetlab.dynamics import simulate
 from forgetlab.simconfig import SimulationConfig, parse_config
+from forgetlab.theory.near_policy import linear_tilt
 
 GRID = 17
 ROUNDS = 3
@@ -163,6 +172,48 @@ def plan_two_mode(name: str, keep: float, base: SimulationConfig, max_drift: flo
         sim, se = float(ret.mean()), float(ret.std(ddof=1) / np.sqrt(len(ret)))
         sim_drift = float(traj.drift[0, :, -1].mean())
     return Plan(name, spec.knob, value, retained, sim, se, drift, sim_drift, keep, max_drift)
+
+
+def plan_oapl(keep: float, separation: float, max_drift: float = np.inf, seeds: int = 16,
+              syncs: int = 2, lag: int = 150, slope: float = 0.5, batch_size: int = 64) -> Plan:
+    """The smallest OAPL tau keeping ``keep`` of the old
+    mass after ``syncs`` synchronisations under r(x) = slope x_1 (d = 1, beta_0 = 0.5,
+    a = 0, b = separation, the learner's new mode at b)."""
+    _check_budget(keep, max_drift)
+    if not 0.0 < separation <= 40.0:
+        raise ValueError(f"--separation must lie in (0, 40], got {separation:g}")
+    beta0 = 0.5
+
+    def predict(taus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        retained, drift = np.empty(taus.size), np.empty(taus.size)
+        for i, tau in enumerate(taus):
+            lo, m_o, m_n = np.float64(0.0), np.zeros(1), np.full(1, separation)
+            for _ in range(syncs):
+                lo, m_o, m_n = linear_tilt(lo, m_o, m_n, 1.0, [slope], tau)
+            retained[i], drift[i] = expit(float(lo)) / beta0, abs(float(m_o[0]))
+        return retained, drift
+
+    def evaluate(log_taus: np.ndarray) -> Evaluation:
+        retained, drift = predict(np.exp(log_taus))
+        return (retained >= keep) & (drift <= max_drift), retained, drift
+
+    log_tau, retained, drift = smallest_feasible(evaluate, np.log(0.05), np.log(1000.0))
+    if log_tau is None:
+        return Plan("oapl", "tau", None, retained, None, None, drift, None, keep, max_drift)
+    tau = float(np.exp(log_tau))
+    cfg = parse_config({"method": "oapl", "regime": "finite", "steps": syncs * lag,
+                        "stride": lag, "learning_rate": 0.4 / tau**2, "batch_size": batch_size,
+                        "seeds": seeds, "exact_metrics": False,
+                        "knobs": {"tau": tau, "lag": lag, "group_size": 64,
+                                  "reward": "callable",
+                                  "reward_fn": lambda x: slope * x[..., 0]},
+                        "problem": {"dim": 1, "separation": separation, "beta0": beta0,
+                                    "new_mean_start": 1.0}})
+    traj = simulate(cfg)
+    ret = traj.weight_old[0, :, -1] / beta0
+    return Plan("oapl", "tau", tau, retained, float(ret.mean()),
+                float(ret.std(ddof=1) / np.sqrt(len(ret))), drift,
+                float(traj.drift[0, :, -1].mean()), keep, max_drift)
 
 
 def _chain_with_replay(config: ContinualConfig, value: float, **extra: Any) -> ContinualConfig:

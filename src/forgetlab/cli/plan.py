@@ -16,7 +16,14 @@ from typing import Any
 import click
 
 from forgetlab.continual import parse_continual
-from forgetlab.planner import PLAN_METHODS, Plan, default_problem, plan_chain, plan_two_mode
+from forgetlab.planner import (
+    PLAN_METHODS,
+    Plan,
+    default_problem,
+    plan_chain,
+    plan_oapl,
+    plan_two_mode,
+)
 from forgetlab.simconfig import load_config
 
 
@@ -57,7 +64,7 @@ def _table(plan: Plan) -> None:
     table.add_column("quantity", style="bold")
     table.add_column("value", justify="right")
     rows = [("knob", plan.knob), ("smallest value", plan.value),
-            ("predicted retained (exact engine)", plan.predicted_retained),
+            ("predicted retained (exact prediction)", plan.predicted_retained),
             ("simulated retained (finite batch)", plan.simulated_retained),
             ("simulated standard error", plan.simulated_se),
             ("predicted drift D(m_o, a)", plan.predicted_drift),
@@ -71,7 +78,7 @@ def _table(plan: Plan) -> None:
 
 @click.command("plan")
 @click.option("--method", "method", required=True, metavar="NAME",
-              help=f"one of {', '.join(PLAN_METHODS)} (K-stage configs: sft-replay).")
+              help=f"one of {', '.join(PLAN_METHODS)}, oapl (K-stage configs: sft-replay).")
 @click.option("--keep", "keep", required=True, metavar="FRACTION",
               help="fraction of the old task's mass to keep, in (0, 1].")
 @click.option("--separation", "separation", default=None, metavar="D",
@@ -87,7 +94,7 @@ def _table(plan: Plan) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plan(method: str, keep: str, separation: str | None, config_file: str | None,
          max_drift: str, new_tolerance: str, seeds: int, as_json: bool) -> None:
-    """Smallest replay fraction / SDFT anchor keeping FRACTION of the old task.
+    """Smallest replay fraction / SDFT anchor / OAPL tau keeping FRACTION of the old task.
 
     The answer comes from root-finding on the exact population prediction and is checked by a
     finite-batch simulation in the same call. Bad input: one line naming the field, exit 2.
@@ -102,9 +109,16 @@ def plan(method: str, keep: str, separation: str | None, config_file: str | None
             raise ValueError(f"--method for a K-stage config must be sft-replay, got {method!r}")
         result = plan_chain(parse_continual(tomllib.loads(Path(config_file).read_text())),
                             keep_v, drift_v, seeds)
+    elif method == "oapl":
+        if config_file is not None:
+            raise ValueError("--method oapl plans on the built-in linear-reward run: use "
+                             "--separation D, not --config")
+        sep = 4.0 if separation is None else _number(separation, "--separation")
+        result = plan_oapl(keep_v, sep, drift_v, seeds)
     else:
         if method not in PLAN_METHODS:
-            raise ValueError(f"--method must be one of {', '.join(PLAN_METHODS)}, got {method!r}")
+            raise ValueError(f"--method must be one of {', '.join([*PLAN_METHODS, 'oapl'])}, "
+                             f"got {method!r}")
         if config_file is not None:
             base = load_config(config_file)
         else:
