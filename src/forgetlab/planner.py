@@ -187,7 +187,7 @@ def plan_oapl(keep: float, separation: float, max_drift: float = np.inf, seeds: 
     def predict(taus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         retained, drift = np.empty(taus.size), np.empty(taus.size)
         for i, tau in enumerate(taus):
-            lo, m_o, m_n = np.float64(0.0), np.zeros(1), np.full(1, separation)
+            lo, m_o, m_n = np.zeros(()), np.zeros(1), np.full(1, separation)
             for _ in range(syncs):
                 lo, m_o, m_n = linear_tilt(lo, m_o, m_n, 1.0, [slope], tau)
             retained[i], drift[i] = expit(float(lo)) / beta0, abs(float(m_o[0]))
