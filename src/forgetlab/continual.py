@@ -407,12 +407,14 @@ def cl_summaries(mass: Array) -> dict[str, float]:
 
 
 def _drift_bound(q: KModeMixture, target: KModeMixture) -> Array:
-    """sum_l B*_jl D(a_j, a_l) + sum_l B_jl D(m_j, m_l) per mode (lemma bounds, closed form)."""
+    """sum_l B*_jl D(a_j, a_l) + sum_l B_jl D(m_j, m_l) per mode (lemma bounds, closed form);
+    NaN for modes the target drops."""
     b_q, b_p = q.misassignment_bounds(), target.misassignment_bounds()
     for b in (b_q, b_p):
         np.fill_diagonal(b, 0.0)
     b_p = np.where(np.isfinite(b_p), b_p, 0.0)
-    return np.sum(b_p * target.distances(), axis=1) + np.sum(b_q * q.distances(), axis=1)
+    out = np.sum(b_p * target.distances(), axis=1) + np.sum(b_q * q.distances(), axis=1)
+    return np.where(target.weights > 0, out, np.nan)  # a dropped mode has no restoring force
 
 
 def predict_mass(config: ContinualConfig) -> Array:
