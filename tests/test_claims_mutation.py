@@ -95,6 +95,14 @@ def _biased_kl(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(c1, "gaussian_kl", lambda *a, **k: 1.02 * original(*a, **k))
 
 
+def _chen_exact_sign(mp: pytest.MonkeyPatch) -> None:
+    """Sign error in the exact reverse-KL gradient of the Chen et al. toy (ascent, not descent)."""
+    from forgetlab.chen2025 import exact
+
+    original = exact.reverse_kl_grad_two_mode
+    mp.setattr(exact, "reverse_kl_grad_two_mode", lambda theta: -original(theta))
+
+
 MUTATIONS: list[tuple[str, str, Patch, str]] = [
     # (claim, mutation, patch, text of a check that must fail)
     ("C1", "drift loss KL 2% too large", _biased_kl, "KL(p_old||phi(m_o))"),
@@ -112,6 +120,8 @@ MUTATIONS: list[tuple[str, str, Patch, str]] = [
     ("C8", "ball success probability 2% too large",
      _scaled(near_policy, "ball_success_probability", 1.02), "TTT"),
     ("C9", "sign error in the reverse-KL weight gradient", _flip_weight_gradient, "direction"),
+    ("Chen2025", "sign error in the exact reverse-KL gradient", _chen_exact_sign,
+     "exact reverse KL"),
 ]
 
 
