@@ -14,9 +14,11 @@ paper's reading point) and gives the standard error of Drop and Gain across seed
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +29,7 @@ from forgetlab.chen2025.overlap import grid_for, overlap_accuracy
 
 Array = NDArray[np.float64]
 Grad = Callable[[Array, Array], Array]
+_T = TypeVar("_T")
 
 VARIANTS = ("two-mode", "single-mode")
 METHODS = ("forward_kl", "reverse_kl", "exact_reverse_kl")
@@ -34,14 +37,27 @@ GAIN_THRESHOLD = 0.9
 NOISE_BLOCK = 8
 DEFAULT_SEEDS = 32
 
-#: The paper's settings: variant, iterations, and the (method, learning rate) runs.
-PRESETS: dict[str, tuple[str, int, tuple[tuple[str, float], ...]]] = {
-    "chen2025-two-mode": (
-        "two-mode",
-        200,
-        (("forward_kl", 0.15), ("forward_kl", 0.01), ("reverse_kl", 0.01)),
-    ),
-    "chen2025-single-mode": ("single-mode", 1000, (("forward_kl", 0.05), ("reverse_kl", 0.005))),
+
+
+@dataclass(frozen=True)
+class ChenPreset:
+    """The paper's settings for one preset: the variant, its iteration count, the (method,
+    learning rate) runs, and whether the published floors (1e-12, model docstring) are used."""
+
+    variant: str
+    steps: int
+    runs: tuple[tuple[str, float], ...]
+    floors: bool
+
+
+_TWO_RUNS = (("forward_kl", 0.15), ("forward_kl", 0.01), ("reverse_kl", 0.01))
+_SINGLE_RUNS = (("forward_kl", 0.05), ("reverse_kl", 0.005))
+#: ``chen2025-*`` reproduce the published arithmetic, floors included; ``-clean`` drop the floors.
+PRESETS: dict[str, ChenPreset] = {
+    "chen2025-two-mode": ChenPreset("two-mode", 200, _TWO_RUNS, True),
+    "chen2025-single-mode": ChenPreset("single-mode", 1000, _SINGLE_RUNS, True),
+    "chen2025-two-mode-clean": ChenPreset("two-mode", 200, _TWO_RUNS, False),
+    "chen2025-single-mode-clean": ChenPreset("single-mode", 1000, _SINGLE_RUNS, False),
 }
 _DEFAULT_LR = {
     ("two-mode", "forward_kl"): 0.15,
@@ -50,11 +66,17 @@ _DEFAULT_LR = {
     ("single-mode", "forward_kl"): 0.05,
     ("single-mode", "reverse_kl"): 0.005,
 }
-_FINITE_GRADS: dict[tuple[str, str], Grad] = {
-    ("two-mode", "forward_kl"): model.forward_kl_grad_two_mode,
-    ("two-mode", "reverse_kl"): model.reverse_kl_grad_two_mode,
-    ("single-mode", "forward_kl"): model.forward_kl_grad_single_mode,
-    ("single-mode", "reverse_kl"): model.reverse_kl_grad_single_mode,
+#: (variant, method, floors) -> finite-batch gradient.  Single-mode forward KL never uses the
+#: floored density, so both entries are the same function.
+_FINITE_GRADS: dict[tuple[str, str, bool], Grad] = {
+    ("two-mode", "forward_kl", False): model.forward_kl_grad_two_mode,
+    ("two-mode", "reverse_kl", False): model.reverse_kl_grad_two_mode,
+    ("single-mode", "forward_kl", False): model.forward_kl_grad_single_mode,
+    ("single-mode", "reverse_kl", False): model.reverse_kl_grad_single_mode,
+    ("two-mode", "forward_kl", True): model.forward_kl_grad_two_mode_floored,
+    ("two-mode", "reverse_kl", True): model.reverse_kl_grad_two_mode_floored,
+    ("single-mode", "forward_kl", True): model.forward_kl_grad_single_mode,
+    ("single-mode", "reverse_kl", True): model.reverse_kl_grad_single_mode_floored,
 }
 
 
@@ -90,6 +112,7 @@ class ChenResult:
     acc_old: Array
     acc_new: Array
     diverged_step: NDArray[np.int64]
+    floors: bool = False
 
     @property
     def drop(self) -> Array:
@@ -172,17 +195,29 @@ def train(
     releases the GIL in its array loops and samplers); seeds are independent, so the numbers
     are identical for every ``workers``.
     """
-    groups = [g for g in np.array_split(np.arange(len(gens)), max(1, workers)) if g.size]
-    if len(groups) == 1:
-        return _train_serial(grad, init, lr, gens, steps, samples)
-    with ThreadPoolExecutor(len(groups)) as pool:
-        parts = list(
-            pool.map(
-                lambda g: _train_serial(grad, init, lr, [gens[i] for i in g], steps, samples),
-                groups,
-            )
-        )
+    parts = _in_threads(
+        lambda g: _train_serial(grad, init, lr, [gens[i] for i in g], steps, samples),
+        len(gens),
+        workers,
+    )
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _in_threads(work: Callable[[NDArray[np.int64]], _T], n_seeds: int, workers: int) -> list[_T]:
+    """``work(group)`` for ``workers`` contiguous groups of seed indices, in threads, in order."""
+    groups = [g for g in np.array_split(np.arange(n_seeds), max(1, workers)) if g.size]
+    if len(groups) == 1:
+        return [work(groups[0])]
+    with ThreadPoolExecutor(len(groups)) as pool:
+        return list(pool.map(work, groups))
+
+
+def default_workers() -> int:
+    """Threads used when ``workers`` is not given: the CPU cores available to this process."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _train_exact(init: Array, lr: float, steps: int) -> Array:
@@ -211,7 +246,8 @@ def run_chen2025(
     seeds: int = DEFAULT_SEEDS,
     seed: int = 0,
     samples: int = 1000,
-    workers: int = 1,
+    workers: int | None = None,
+    floors: bool = True,
 ) -> ChenResult:
     """Train the Chen et al. learner and record its overlap metrics at every step.
 
@@ -221,7 +257,11 @@ def run_chen2025(
     default to the paper's (two-mode: 0.15 forward, 0.01 reverse, 200 steps; single-mode: 0.05
     forward, 0.005 reverse, 1000 steps).  ``seeds`` independent runs of ``samples`` draws per
     step, generators spawned from ``SeedSequence(seed)``; ``workers`` threads share the seeds
-    (same numbers for any value).
+    and the overlap metric (same numbers for any value; default: the available cores).
+    ``floors=True`` is the published arithmetic (the 1e-12 floors of
+    :mod:`forgetlab.chen2025.model`, the trapezoid rule in the overlap metric); ``False`` drops
+    the floors and sums the metric's grid (the ``-clean`` presets).  The exact reverse KL has no
+    floors; for it ``floors`` selects only the metric's rule.
 
     >>> run_chen2025("two-mode", "reverse_kl", seeds=4).summary().stop_step is not None
     True
@@ -240,18 +280,28 @@ def run_chen2025(
     seeds = _as_count(seeds, "seeds", 1)
     seed = _as_count(seed, "seed", 0)
     samples = _as_count(samples, "samples", 1)
-    workers = _as_count(workers, "workers", 1)
+    workers = default_workers() if workers is None else _as_count(workers, "workers", 1)
     two = variant == "two-mode"
     init = np.array(model.INIT_TWO_MODE if two else model.INIT_SINGLE_MODE)
+    grid = grid_for(init.size)
     if method == "exact_reverse_kl":
-        params = np.broadcast_to(_train_exact(init, lr, steps), (seeds, steps + 1, 5)).copy()
+        traj = _train_exact(init, lr, steps)
+        acc = overlap_accuracy(traj, grid, trapezoid=floors)
+        params = np.broadcast_to(traj, (seeds, steps + 1, 5)).copy()
+        acc_old, acc_new = (np.broadcast_to(a, (seeds, steps + 1)).copy() for a in acc)
         diverged = np.full(seeds, -1, dtype=np.int64)
     else:
         gens = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(seeds)]
-        params, diverged = train(
-            _FINITE_GRADS[variant, method], init, lr, gens, steps, samples, workers
+        grad = _FINITE_GRADS[variant, method, floors]
+
+        def work(group: NDArray[np.int64]) -> tuple[Array, NDArray[np.int64], Array, Array]:
+            p, div = _train_serial(grad, init, lr, [gens[i] for i in group], steps, samples)
+            return (p, div, *overlap_accuracy(p, grid, trapezoid=floors))
+
+        parts = _in_threads(work, seeds, workers)
+        params, diverged, acc_old, acc_new = (
+            np.concatenate([p[k] for p in parts]) for k in range(4)
         )
-    acc_old, acc_new = overlap_accuracy(params, grid_for(init.size))
     return ChenResult(
         variant=variant,
         method=method,
@@ -263,19 +313,27 @@ def run_chen2025(
         acc_old=acc_old,
         acc_new=acc_new,
         diverged_step=diverged,
+        floors=floors,
     )
 
 
 def run_preset(
-    preset: str, seeds: int = DEFAULT_SEEDS, seed: int = 0, steps: int | None = None
+    preset: str,
+    seeds: int = DEFAULT_SEEDS,
+    seed: int = 0,
+    steps: int | None = None,
+    workers: int | None = None,
 ) -> list[ChenResult]:
     """One :class:`ChenResult` per (method, learning rate) of the paper's settings for ``preset``
-    ("chen2025-two-mode" or "chen2025-single-mode"); ``steps`` overrides the paper's count."""
+    (a key of :data:`PRESETS`); ``steps`` overrides the paper's count."""
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
-    variant, paper_steps, runs = PRESETS[preset]
-    steps = paper_steps if steps is None else steps
-    return [run_chen2025(variant, m, lr, steps, seeds, seed) for m, lr in runs]
+    p = PRESETS[preset]
+    steps = p.steps if steps is None else steps
+    return [
+        run_chen2025(p.variant, m, lr, steps, seeds, seed, workers=workers, floors=p.floors)
+        for m, lr in p.runs
+    ]
 
 
 def report(preset: str, results: list[ChenResult]) -> dict[str, object]:

@@ -39,7 +39,7 @@ PI1_0 = 0.75
 def _ordering(res: ClaimResult, preset: str, seeds: int, seed: int, first: str, second: str,
               ax: Axes) -> None:
     results = {(r.method, r.learning_rate): r for r in run_preset(preset, seeds, seed)}
-    _, _, runs = PRESETS[preset]
+    runs = PRESETS[preset].runs
     rows = {}
     for k, (method, lr) in enumerate(runs):
         r = results[(method, lr)]
@@ -103,7 +103,7 @@ def run(ctx: ClaimContext) -> ClaimResult:
     seeds = ctx.profile.pick(16, 64)
     long_steps = ctx.profile.pick(1000, 3000)
     long_seeds = ctx.profile.pick(8, 32)
-    res = new_result(ctx, STATEMENT, presets={k: [v[0], v[1], list(v[2])]
+    res = new_result(ctx, STATEMENT, presets={k: [v.variant, v.steps, list(v.runs), v.floors]
                                               for k, v in PRESETS.items()},
                      seeds=seeds, long_run_steps=long_steps, long_run_seeds=long_seeds,
                      samples_per_iteration=1000, gain_threshold=0.9)
