@@ -255,7 +255,7 @@ def test_the_floor_is_visible_and_a_misplaced_floor_is_caught(monkeypatch):
     runs = _published(*args, 11, 2, 40, True)
     clean = run_chen2025(*args, steps=40, seeds=2, seed=11, floors=False)
     assert _max_error(clean, runs) > 1e-3
-    monkeypatch.setattr(m, "_floored_log", lambda v: v + m.DENSITY_FLOOR)
+    monkeypatch.setattr(m, "_log_plus_floor", lambda v: np.log(v) + m.DENSITY_FLOOR)
     outside = run_chen2025(*args, steps=40, seeds=2, seed=11)
     assert _max_error(outside, runs) > 1e-3
 

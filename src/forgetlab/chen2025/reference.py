@@ -31,12 +31,23 @@ def _area(values: Array, grid: Array, eps: float) -> float:
     return float(np.trapezoid(values, grid)) if eps else float(values.sum())
 
 
-def _accuracies(grid: Array, q_old: Array, q_new: Array, eps: float) -> tuple[float, float]:
+def _targets(grid: Array, eps: float) -> list[tuple[Array, float]]:
+    """The weighted target components on the grid and their areas, computed once per run."""
     out = []
-    for (w, m, s), q in ((_P_OLD, q_old), (_P_NEW, q_new)):
+    for w, m, s in (_P_OLD, _P_NEW):
         p = w * norm.pdf(grid, m, s)
-        out.append(_area(np.minimum(p, q), grid, eps) / _area(p, grid, eps))
-    return out[0], out[1]
+        out.append((p, _area(p, grid, eps)))
+    return out
+
+
+def _accuracies(
+    grid: Array, targets: list[tuple[Array, float]], q_old: Array, q_new: Array, eps: float
+) -> tuple[float, float]:
+    (p_old, a_old), (p_new, a_new) = targets
+    return (
+        _area(np.minimum(p_old, q_old), grid, eps) / a_old,
+        _area(np.minimum(p_new, q_new), grid, eps) / a_new,
+    )
 
 
 def two_mode(
@@ -50,11 +61,12 @@ def two_mode(
     pi1, mu1, s1, mu2, s2 = model.INIT_TWO_MODE
     slow = model.OLD_LR_FACTOR
     grid = grid_for(5)
+    targets = _targets(grid, eps)
     hist, acc_old, acc_new = [], [], []
     for t in range(steps + 1):
         hist.append((pi1, mu1, s1, mu2, s2))
         a_old, a_new = _accuracies(
-            grid, pi1 * norm.pdf(grid, mu1, s1), (1 - pi1) * norm.pdf(grid, mu2, s2), eps
+            grid, targets, pi1 * norm.pdf(grid, mu1, s1), (1 - pi1) * norm.pdf(grid, mu2, s2), eps
         )
         acc_old.append(a_old)
         acc_new.append(a_new)
@@ -103,11 +115,12 @@ def single_mode(
     """
     mu, s = model.INIT_SINGLE_MODE
     grid = grid_for(2)
+    targets = _targets(grid, eps)
     hist, acc_old, acc_new = [], [], []
     for t in range(steps + 1):
         hist.append((mu, s))
         q_grid = norm.pdf(grid, mu, s)
-        a_old, a_new = _accuracies(grid, q_grid, q_grid, eps)
+        a_old, a_new = _accuracies(grid, targets, q_grid, q_grid, eps)
         acc_old.append(a_old)
         acc_new.append(a_new)
         if t == steps:

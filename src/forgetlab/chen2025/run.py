@@ -35,6 +35,7 @@ VARIANTS = ("two-mode", "single-mode")
 METHODS = ("forward_kl", "reverse_kl", "exact_reverse_kl")
 GAIN_THRESHOLD = 0.9
 NOISE_BLOCK = 8
+SEED_BLOCK = 32
 DEFAULT_SEEDS = 32
 
 
@@ -159,15 +160,34 @@ def _noise_blocks(gens: list[np.random.Generator], steps: int, samples: int) -> 
 def _train_serial(
     grad: Grad, init: Array, lr: float, gens: list[np.random.Generator], steps: int, samples: int
 ) -> tuple[Array, NDArray[np.int64]]:
+    """:func:`train` in this thread, SEED_BLOCK seeds at a time (per-step arrays of that many
+    seeds stay in cache; seeds are independent, so the numbers do not depend on it)."""
     n_seeds = len(gens)
-    theta = np.tile(init, (n_seeds, 1))
     traj = np.empty((n_seeds, steps + 1, init.size))
+    diverged = np.full(n_seeds, -1, dtype=np.int64)
+    for lo in range(0, n_seeds, SEED_BLOCK):
+        hi = min(n_seeds, lo + SEED_BLOCK)
+        _train_block(grad, init, lr, gens[lo:hi], samples, traj[lo:hi], diverged[lo:hi])
+    return traj, diverged
+
+
+def _train_block(
+    grad: Grad,
+    init: Array,
+    lr: float,
+    gens: list[np.random.Generator],
+    samples: int,
+    traj: Array,
+    diverged: NDArray[np.int64],
+) -> None:
+    """Projected descent for the seeds of ``gens``, written into ``traj [S, T+1, P]`` and
+    ``diverged [S]``."""
+    theta = np.tile(init, (len(gens), 1))
     traj[:, 0] = theta
     rates = model.learning_rates(lr, init.size)
-    diverged = np.full(n_seeds, -1, dtype=np.int64)
     t = 0
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for block in _noise_blocks(gens, steps, samples):
+        for block in _noise_blocks(gens, traj.shape[1] - 1, samples):
             for k in range(block.shape[1]):
                 new = model.project(theta - rates * grad(theta, block[:, k]))
                 bad = ~np.isfinite(new).all(axis=-1)
@@ -177,7 +197,6 @@ def _train_serial(
                 theta = new
                 t += 1
                 traj[:, t] = theta
-    return traj, diverged
 
 
 def train(
