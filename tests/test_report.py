@@ -14,41 +14,59 @@ from forgetlab.claims.base import ClaimContext
 from forgetlab.cli import main
 from forgetlab.report import build as build_module
 from forgetlab.report.build import build_report
-from forgetlab.report.figures import new_figure, theory_vs_sim
+from forgetlab.report.figures import render_claim_figures
 from forgetlab.report.html import render_report
 from reproduce_run import quick_run
 
+IND = {"predicted_by": "closed form", "measured_by": "Monte Carlo", "independent": True}
+CONS = {"predicted_by": "exact engine", "measured_by": "population run", "independent": False}
+
 
 def test_check_pass_rules() -> None:
-    assert Check("x", 1.0, 1.05, 0.1, "floating point").passed
-    assert not Check("x", 1.0, 1.2, 0.1, "floating point").passed
-    assert Check("b", 1.0, 0.3, 0.0, "quadrature error", kind="upper_bound").passed
-    assert not Check("b", 1.0, 1.3, 0.1, "quadrature error", kind="upper_bound").passed
-    assert Check("l", 1.0, 5.0, 0.0, "floating point", kind="lower_bound").passed
-    assert not Check("n", 1.0, float("nan"), 1e9, "floating point").passed
+    assert Check("x", 1.0, 1.05, 0.1, "floating point", **IND).passed
+    assert not Check("x", 1.0, 1.2, 0.1, "floating point", **IND).passed
+    assert Check("b", 1.0, 0.3, 0.0, "quadrature error", kind="upper_bound", **IND).passed
+    assert not Check("b", 1.0, 1.3, 0.1, "quadrature error", kind="upper_bound", **IND).passed
+    assert Check("l", 1.0, 5.0, 0.0, "floating point", kind="lower_bound", **IND).passed
+    assert not Check("n", 1.0, float("nan"), 1e9, "floating point", **IND).passed
 
 
 def test_check_rejects_bad_fields() -> None:
     with pytest.raises(ValueError, match="tolerance_source"):
-        Check("x", 1.0, 1.0, 0.1, "tuned until green")
+        Check("x", 1.0, 1.0, 0.1, "tuned until green", **IND)
     with pytest.raises(ValueError, match="tolerance"):
-        Check("x", 1.0, 1.0, -1.0, "floating point")
+        Check("x", 1.0, 1.0, -1.0, "floating point", **IND)
+    with pytest.raises(ValueError, match="predicted_by"):
+        Check("x", 1.0, 1.0, 0.1, "floating point", predicted_by="hope",
+              measured_by="Monte Carlo", independent=True)
+    with pytest.raises(ValueError, match="algebraic identity"):
+        Check("x", 1.0, 1.0, 0.1, "floating point", predicted_by="algebraic identity",
+              measured_by="recorded run", independent=True)
+    with pytest.raises(ValueError, match="consistency"):
+        Check("x", 1.0, 1.0, 0.1, "floating point", predicted_by="exact engine",
+              measured_by="exact engine", independent=True)
+    with pytest.raises(TypeError):
+        Check("x", 1.0, 1.0, 0.1, "floating point")  # type: ignore[call-arg]  # no provenance
 
 
 def test_claim_status_and_json_schema() -> None:
     res = ClaimResult("C0", "t", "s", parameters={"arr": np.arange(3), "x": np.float64(2.0)})
     assert res.status == "failed"  # no checks: nothing was shown
-    res.check("a", 1.0, 1.0, 0.0, "floating point")
+    res.check("a", 1.0, 1.0, 0.0, "floating point", **IND)
     assert res.status == "passed" and res.passed
-    res.check("b", 0.0, np.inf, 1.0, "Monte Carlo standard error")
+    res.check("b", 0.0, np.inf, 1.0, "Monte Carlo standard error", **CONS)
     d = json.loads(json.dumps(res.to_dict()))
     assert d["status"] == "failed" and d["passed"] is False
+    assert d["independent_checks"] == 1 and d["independent_passed"] == 1
+    assert d["checks"][1]["independent"] is False
+    assert d["checks"][1]["predicted_by"] == "exact engine"
     assert d["parameters"] == {"arr": [0, 1, 2], "x": 2.0}
     assert d["measured"]["b"] == "inf"
     assert d["tolerance_source"] == ["floating point", "Monte Carlo standard error"]
     assert set(d) >= {"claim_id", "title", "statement", "checks", "notes", "figures", "runtime_s"}
     res.skipped = True
-    assert res.status == "skipped" and res.passed
+    assert res.status == "skipped" and not res.passed and res.ok
+    assert res.to_dict()["passed"] is False  # a skipped claim never reads as passed
 
 
 def test_profiles_and_selection() -> None:
@@ -61,38 +79,50 @@ def test_profiles_and_selection() -> None:
     assert len(set(claim_ids())) == len(REGISTRY)
 
 
-def test_seed_streams_depend_on_claim_not_order(tmp_path: Path) -> None:
-    a = ClaimContext(Profile("quick"), 7, "C2", tmp_path).rng().random(3)
-    b = ClaimContext(Profile("quick"), 7, "C2", tmp_path).rng().random(3)
-    c = ClaimContext(Profile("quick"), 7, "C3", tmp_path).rng().random(3)
+def test_seed_streams_depend_on_claim_not_order() -> None:
+    a = ClaimContext(Profile("quick"), 7, "C2").rng().random(3)
+    b = ClaimContext(Profile("quick"), 7, "C2").rng().random(3)
+    c = ClaimContext(Profile("quick"), 7, "C3").rng().random(3)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
 def test_render_report_embeds_figures(tmp_path: Path) -> None:
-    fig, axes = new_figure(1)
-    theory_vs_sim(axes[0], [0, 1, 2], [0, 1, 4], [0.1, 1.1, 3.9], [0.1, 0.1, 0.1])
-    ctx = ClaimContext(Profile("quick"), 0, "C2", tmp_path / "figures")
-    paths = ctx.save_figure(fig)
+    res = ClaimResult("C2", "title <b>", "statement & more")
+    fig = res.figure(2, title="t")
+    fig.panels[0].series([0, 1, 2], [0, 1, 4], [0.1, 1.1, 3.9], [0.1, 0.1, 0.1])
+    fig.panels[0].yscale = "log"
+    fig.panels[1].heatmap([[1.0, 2.0]], [1.0, 2.0], ["a"], "value")
+    paths = render_claim_figures(res, tmp_path / "figures")
     assert paths == ["figures/C2.png", "figures/C2.svg"]
     assert (tmp_path / paths[1]).read_text().lstrip().startswith("<?xml")
-    res = ClaimResult("C2", "title <b>", "statement & more", figures=paths)
-    res.check("x", 1.0, 1.0, 0.0, "floating point")
-    page = render_report([res.to_dict()], tmp_path, {"profile": "quick", "seed": 0}, {"py": "3"})
+    res.figures += paths
+    res.check("x", 1.0, 1.0, 0.0, "floating point", **IND)
+    res.check("y", 1.0, 1.0, 0.0, "floating point", **CONS)
+    d = json.loads(json.dumps(res.to_dict()))
+    assert d["figure_data"][0]["panels"][0]["items"][0]["theory"] == [0.0, 1.0, 4.0]
+    page = render_report([d], tmp_path, {"profile": "quick", "seed": 0}, {"py": "3"})
     assert page.count("data:image/png;base64,") == 1
     assert "title &lt;b&gt;" in page and "statement &amp; more" in page
     assert 'data-claim="C2"' in page
+    assert "<th>predicted by</th>" in page and "<th>independent</th>" in page
+    assert "<td class='num'>1/1</td>" in page  # independent checks passed / independent checks
     assert "src=\"http" not in page and "src='http" not in page  # self-contained
 
 
-def _failing(spec, profile, seed, figure_dir):  # noqa: ANN001, ANN202 - test double
+def _failing(spec, profile, seed):  # noqa: ANN001, ANN202 - test double
     res = ClaimResult(spec.claim_id, spec.title, "s")
-    res.check("value", 1.0, 2.0, 0.5, "floating point")
+    res.check("value", 1.0, 2.0, 0.5, "floating point", **IND)
     return res
 
 
-def _passing(spec, profile, seed, figure_dir):  # noqa: ANN001, ANN202 - test double
+def _passing(spec, profile, seed):  # noqa: ANN001, ANN202 - test double
     res = ClaimResult(spec.claim_id, spec.title, "s")
-    res.check("value", 1.0, 1.0, 0.5, "floating point")
+    res.check("value", 1.0, 1.0, 0.5, "floating point", **IND)
+    return res
+
+
+def _skipped(spec, profile, seed):  # noqa: ANN001, ANN202 - test double
+    res = ClaimResult(spec.claim_id, spec.title, "s", skipped=True)
     return res
 
 
@@ -105,6 +135,12 @@ def test_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bad = runner.invoke(main, ["reproduce", "--claims", "C2,C3", "--out", str(tmp_path / "b")])
     assert bad.exit_code == 1
     assert json.loads((tmp_path / "b" / "claims.json").read_text())[1]["status"] == "failed"
+    monkeypatch.setattr(build_module, "run_claim", _skipped)
+    skip = runner.invoke(main, ["reproduce", "--claims", "C2", "--out", str(tmp_path / "d")])
+    assert skip.exit_code == 0, skip.output  # skipped is not a failure ...
+    written = json.loads((tmp_path / "d" / "claims.json").read_text())[0]
+    assert written["status"] == "skipped" and written["passed"] is False  # ... nor a pass
+    monkeypatch.setattr(build_module, "run_claim", _failing)
     allow = runner.invoke(main, ["reproduce", "--claims", "C2", "--allow-fail",
                                  "--out", str(tmp_path / "c")])
     assert allow.exit_code == 0 and (tmp_path / "c" / "report.html").exists()

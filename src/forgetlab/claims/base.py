@@ -2,19 +2,27 @@
 
 A claim of the theory (C1..C9 and the Chen et al. reproduction) is checked by a module of this
 package exposing ``STATEMENT`` (the claim in one paragraph) and ``run(ctx) -> ClaimResult``.
-Each claim is made of :class:`Check` items: a predicted number (closed form or exact population
-engine), a measured number (simulation), an absolute tolerance and where the tolerance comes
-from. A check passes when ``|measured - predicted| <= tolerance`` (or, for one-sided checks such
-as bounds, when ``measured <= predicted + tolerance``). A claim passes when all its checks pass.
+Each claim is made of :class:`Check` items: a predicted number, a measured number, an absolute
+tolerance and where the tolerance comes from, plus their provenance: ``predicted_by`` and
+``measured_by`` (one of :data:`PROVENANCE`) and ``independent`` (True when the two sides share
+no computation beyond the problem definition). A check passes when
+``|measured - predicted| <= tolerance`` (or, for one-sided checks such as bounds, when
+``measured <= predicted + tolerance``). A claim passes when all its checks pass; only
+independent checks count as verification (an algebraic identity or a consistency check of the
+engine against itself is labelled as such). Claims compute, the report draws: a claim returns
+figure *data* (:class:`~forgetlab.claims.figures.FigureData`), :mod:`forgetlab.report` renders
+it.
 
 ``claims.json`` schema (one object per claim, in registry order)::
 
     {"claim_id": str, "title": str, "statement": str, "status": "passed"|"failed"|"skipped"|"error",
-     "passed": bool, "parameters": {...}, "checks": [
+     "passed": bool (true only when status is "passed"), "parameters": {...}, "checks": [
         {"name": str, "predicted": float, "measured": float, "tolerance": float,
-         "tolerance_source": str, "kind": "equal"|"upper_bound"|"lower_bound", "passed": bool}],
+         "tolerance_source": str, "kind": "equal"|"upper_bound"|"lower_bound",
+         "predicted_by": str, "measured_by": str, "independent": bool, "passed": bool}],
+     "independent_checks": int, "independent_passed": int,
      "notes": [str], "figures": [str (paths relative to the report directory)],
-     "runtime_s": float}
+     "figure_data": [{"ncols", "nrows", "title", "stem", "panels": [...]}], "runtime_s": float}
 
 ``predicted``, ``measured`` and ``tolerance`` of the claim are also given as name -> value maps.
 """
@@ -27,15 +35,14 @@ import time
 import traceback
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from forgetlab.claims.figures import FigureData
 
+if TYPE_CHECKING:
     from forgetlab.simconfig import SimulationConfig
 
 CheckKind = Literal["equal", "upper_bound", "lower_bound"]
@@ -49,6 +56,27 @@ TOLERANCE_SOURCES = (
     "iteration error",
     "asymptotic correction",
     "floating point",
+)
+
+#: How a side of a check was computed. "exact engine": the population quadrature of
+#: :mod:`forgetlab.population` / :mod:`forgetlab.theory`; "population run": gradient descent
+#: driven by that engine (:func:`forgetlab.simulate`, population regime); "brute-force
+#: quadrature": scipy.integrate on the densities; "Monte Carlo": own draws with a standard
+#: error; "finite-batch simulation": the methods' sampled gradients; "optimiser run": a
+#: scipy.optimize minimisation or an independently integrated recursion; "recorded run":
+#: quantities recomputed from a recorded trajectory; "algebraic identity": a relation that
+#: holds by construction (never counted as verification).
+PROVENANCE = (
+    "closed form",
+    "exact engine",
+    "population run",
+    "brute-force quadrature",
+    "Monte Carlo",
+    "finite-batch simulation",
+    "optimiser run",
+    "finite differences",
+    "recorded run",
+    "algebraic identity",
 )
 
 
@@ -75,7 +103,9 @@ class Check:
 
     ``kind`` = "equal": pass iff |measured - predicted| <= tolerance; "upper_bound": the
     prediction is an upper bound, pass iff measured <= predicted + tolerance; "lower_bound":
-    pass iff measured >= predicted - tolerance.
+    pass iff measured >= predicted - tolerance. ``predicted_by`` / ``measured_by`` name how
+    each side was computed (:data:`PROVENANCE`); ``independent`` is True only when the two
+    sides share no computation beyond the problem definition (never for an algebraic identity).
     """
 
     name: str
@@ -84,8 +114,22 @@ class Check:
     tolerance: float
     tolerance_source: str
     kind: CheckKind = "equal"
+    _: KW_ONLY
+    predicted_by: str
+    measured_by: str
+    independent: bool
 
     def __post_init__(self) -> None:
+        for side in (self.predicted_by, self.measured_by):
+            if side not in PROVENANCE:
+                raise ValueError(f"predicted_by/measured_by must be one of {PROVENANCE}, "
+                                 f"got {side!r}")
+        if self.independent and "algebraic identity" in (self.predicted_by, self.measured_by):
+            raise ValueError("an algebraic identity is never an independent check")
+        if self.independent and self.predicted_by == self.measured_by == "exact engine":
+            raise ValueError("the exact engine on both sides is a consistency check, "
+                             "not an independent one")
+        object.__setattr__(self, "independent", bool(self.independent))
         if self.tolerance_source not in TOLERANCE_SOURCES:
             raise ValueError(
                 f"tolerance_source must be one of {TOLERANCE_SOURCES}, "
@@ -113,7 +157,9 @@ class Check:
 
     def to_dict(self) -> dict[str, Any]:
         """The check as a JSON-able dict, including ``passed``."""
-        return _clean({**asdict(self), "passed": self.passed})
+        d = asdict(self)
+        d.pop("_", None)
+        return _clean({**d, "passed": self.passed})
 
 
 @dataclass
@@ -127,6 +173,7 @@ class ClaimResult:
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
+    figure_data: list[FigureData] = field(default_factory=list)
     skipped: bool = False
     error: str | None = None
     runtime_s: float = 0.0
@@ -142,8 +189,25 @@ class ClaimResult:
 
     @property
     def passed(self) -> bool:
-        """True when every check passed (a skipped claim is not a failure)."""
+        """True only when every check passed (a skipped claim has not passed)."""
+        return self.status == "passed"
+
+    @property
+    def ok(self) -> bool:
+        """True unless the claim failed or raised (a skipped claim is not a failure)."""
         return self.status in ("passed", "skipped")
+
+    @property
+    def independent_checks(self) -> list[Check]:
+        """The checks that count as verification: both sides computed independently."""
+        return [c for c in self.checks if c.independent]
+
+    def figure(self, ncols: int = 1, nrows: int = 1, title: str = "",
+               stem: str = "") -> FigureData:
+        """A new figure (data only) attached to this result; fill its ``panels``."""
+        fig = FigureData(ncols, nrows, title, stem)
+        self.figure_data.append(fig)
+        return fig
 
     @property
     def tolerance_sources(self) -> list[str]:
@@ -158,9 +222,14 @@ class ClaimResult:
         tolerance: float,
         tolerance_source: str,
         kind: CheckKind = "equal",
+        *,
+        predicted_by: str,
+        measured_by: str,
+        independent: bool,
     ) -> Check:
         """Append a :class:`Check` and return it."""
-        item = Check(name, predicted, measured, tolerance, tolerance_source, kind)
+        item = Check(name, predicted, measured, tolerance, tolerance_source, kind,
+                     predicted_by=predicted_by, measured_by=measured_by, independent=independent)
         self.checks.append(item)
         return item
 
@@ -180,8 +249,11 @@ class ClaimResult:
                 "tolerance": {c["name"]: c["tolerance"] for c in checks},
                 "tolerance_source": self.tolerance_sources,
                 "checks": checks,
+                "independent_checks": len(self.independent_checks),
+                "independent_passed": sum(c.passed for c in self.independent_checks),
                 "notes": self.notes,
                 "figures": self.figures,
+                "figure_data": [f.to_dict() for f in self.figure_data],
                 "error": self.error,
                 "runtime_s": self.runtime_s,
             }
@@ -211,12 +283,11 @@ def get_profile(name: str) -> Profile:
 
 @dataclass(frozen=True)
 class ClaimContext:
-    """What a claim's ``run`` receives: the profile, its random stream and where figures go."""
+    """What a claim's ``run`` receives: the profile and its random stream."""
 
     profile: Profile
     seed: int
     claim_id: str
-    figure_dir: Path
 
     def seed_sequence(self) -> np.random.SeedSequence:
         """A stream that depends only on (seed, claim id): claims are independent of order."""
@@ -226,14 +297,6 @@ class ClaimContext:
     def rng(self) -> np.random.Generator:
         """A fresh generator on this claim's stream."""
         return np.random.default_rng(self.seed_sequence())
-
-    def save_figure(self, fig: Figure, stem: str = "") -> list[str]:
-        """Save ``fig`` as PNG and SVG named after the claim; paths relative to the report."""
-        from forgetlab.report.figures import save_figure
-
-        name = f"{self.claim_id}{'-' + stem if stem else ''}"
-        paths = save_figure(fig, self.figure_dir, name)
-        return [f"{self.figure_dir.name}/{p.name}" for p in paths]
 
 
 @dataclass(frozen=True)
@@ -277,10 +340,13 @@ def select(ids: list[str] | None = None) -> list[ClaimSpec]:
     return [known[i.lower()] for i in ids]
 
 
-def run_claim(spec: ClaimSpec, profile: Profile, seed: int, figure_dir: Path) -> ClaimResult:
-    """Import the claim's module and run it; an exception becomes an ``error`` result."""
+def run_claim(spec: ClaimSpec, profile: Profile, seed: int) -> ClaimResult:
+    """Import the claim's module and run it; an exception becomes an ``error`` result.
+
+    The result carries figure data only; :func:`forgetlab.report.build.build_report` renders it.
+    """
     start = time.perf_counter()
-    ctx = ClaimContext(profile, seed, spec.claim_id, figure_dir)
+    ctx = ClaimContext(profile, seed, spec.claim_id)
     try:
         module = importlib.import_module(f"forgetlab.claims.{spec.module}")
         runner: Callable[[ClaimContext], ClaimResult] = module.run

@@ -13,14 +13,13 @@
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.axes import Axes
 
 from forgetlab import presets
 from forgetlab.claims.base import ClaimContext, ClaimResult, new_result
+from forgetlab.claims.figures import Panel
 from forgetlab.dynamics import simulate
 from forgetlab.gaussian import gaussian_kl, mahalanobis
 from forgetlab.mixture import TwoModeMixture
-from forgetlab.report.figures import label, new_figure, theory_vs_sim
 
 STATEMENT = (
     "Forgetting has two measurable forms: mass forgetting (the old weight beta(t) collapses) and "
@@ -32,7 +31,7 @@ STATEMENT = (
 N_SIGMA = 4.0
 
 
-def _drift_loss(res: ClaimResult, rng: np.random.Generator, n: int, ax: Axes) -> None:
+def _drift_loss(res: ClaimResult, rng: np.random.Generator, n: int, ax: Panel) -> None:
     dim = 3
     cov = np.diag([1.0, 2.0, 0.5])
     a = np.zeros(dim)
@@ -52,13 +51,14 @@ def _drift_loss(res: ClaimResult, rng: np.random.Generator, n: int, ax: Axes) ->
     se = log_ratio.std(axis=1, ddof=1) / np.sqrt(n)
     for d_k, e_k, m_k, s_k in zip(deltas, exact, mc, se, strict=True):
         res.check(f"KL(p_old||phi(m_o)) at delta={d_k:g}", e_k, m_k, N_SIGMA * s_k,
-                  "Monte Carlo standard error")
-    theory_vs_sim(ax, deltas, exact, mc, se)
-    label(ax, "drift delta = D(m_o, a) [Mahalanobis units]", "KL(p_old || phi(.; m_o)) [nats]",
+                  "Monte Carlo standard error",
+                  predicted_by="closed form", measured_by="Monte Carlo", independent=True)
+    ax.series(deltas, exact, mc, se)
+    ax.label("drift delta = D(m_o, a) [Mahalanobis units]", "KL(p_old || phi(.; m_o)) [nats]",
           "quality loss of drift = delta^2 / 2")
 
 
-def _starvation(res: ClaimResult, rng: np.random.Generator, n_batches: int, ax: Axes) -> None:
+def _starvation(res: ClaimResult, rng: np.random.Generator, n_batches: int, ax: Panel) -> None:
     betas = np.array([0.02, 0.05, 0.1, 0.2])
     sizes = np.array([1, 2, 4, 8, 16, 32])
     model = TwoModeMixture(betas, np.zeros(1), np.full(1, 4.0), 1.0)  # batch [k]
@@ -70,26 +70,29 @@ def _starvation(res: ClaimResult, rng: np.random.Generator, n_batches: int, ax: 
         se = np.sqrt(exact * (1.0 - exact) / n_batches)
         for b, e, f, s in zip(sizes, exact, freq, se, strict=True):
             res.check(f"P(starved) beta={beta:g} B={b}", e, f, N_SIGMA * s,
-                      "Monte Carlo standard error")
-        theory_vs_sim(ax, sizes, exact, freq, se, color_index=i, name=f"beta={beta:g}")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    label(ax, "batch size B [samples]", "P(batch has no old draw) [probability]",
+                      "Monte Carlo standard error",
+                      predicted_by="closed form", measured_by="Monte Carlo", independent=True)
+        ax.series(sizes, exact, freq, se, color_index=i, name=f"beta={beta:g}")
+    ax.xscale = "log2"
+    ax.yscale = "log"
+    ax.label("batch size B [samples]", "P(batch has no old draw) [probability]",
           "starvation = (1 - beta)^B")
 
 
-def _runs(res: ClaimResult, ctx: ClaimContext, ax: Axes) -> None:
+def _runs(res: ClaimResult, ctx: ClaimContext, ax: Panel) -> None:
     config = presets.get("sft", steps=ctx.profile.pick(200, 1000), exact_metrics=False)
     traj = simulate(config)
     beta = np.asarray(traj.weight_old)
     recomputed = mahalanobis(traj.mean_old, traj.target_mean_old, traj.cov)
     drift = np.asarray(traj.drift)
     worst = float(np.max(np.abs(drift - recomputed)))
-    res.check("max |drift - D(m_o, a)| on every run", 0.0, worst, 1e-9, "floating point")
+    res.check("max |drift - D(m_o, a)| on every run", 0.0, worst, 1e-9, "floating point",
+              predicted_by="algebraic identity", measured_by="recorded run", independent=False)
     res.check("sup drift = max over recorded path", float(np.max(drift)),
-              float(np.max(np.asarray(traj.drift_sup)[..., -1])), 1e-9, "floating point")
-    theory_vs_sim(ax, traj.steps, beta.reshape(-1, beta.shape[-1])[0], None)
-    label(ax, "step t [iterations]", "retained old weight beta(t) [probability]",
+              float(np.max(np.asarray(traj.drift_sup)[..., -1])), 1e-9, "floating point",
+              predicted_by="algebraic identity", measured_by="recorded run", independent=False)
+    ax.series(traj.steps, beta.reshape(-1, beta.shape[-1])[0], None)
+    ax.label("step t [iterations]", "retained old weight beta(t) [probability]",
           "mass forgetting on an SFT run")
 
 
@@ -100,9 +103,9 @@ def run(ctx: ClaimContext) -> ClaimResult:
     n_batches = ctx.profile.pick(20_000, 200_000)
     res = new_result(ctx, STATEMENT, mc_samples=n, starvation_batches=n_batches,
                      tolerance_rule=f"{N_SIGMA:g} standard errors")
-    fig, axes = new_figure(3, title="C1: definitions of the forgetting measures")
+    fig = res.figure(3, title="C1: definitions of the forgetting measures")
+    axes = fig.panels
     _drift_loss(res, rng, n, axes[0])
     _starvation(res, rng, n_batches, axes[1])
     _runs(res, ctx, axes[2])
-    res.figures += ctx.save_figure(fig)
     return res

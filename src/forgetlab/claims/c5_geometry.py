@@ -14,6 +14,9 @@ Checks:
    1e-9 <= ||theta_t - theta*|| <= 1e-3; the subdominant modes decay geometrically, so its
    error is below the difference from the first half's factor, which is the tolerance
    (plus 1e-6).
+3. Independent reference: the engine's Fisher information at theta* against E_q[score
+   score^T] integrated by scipy.integrate on a 2-D grid (:mod:`forgetlab.claims.reference`),
+   to the quadrature error 1e-9. Checks 1 and 2 use the engine on both sides (consistency).
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ import numpy as np
 from scipy.special import logit
 
 from forgetlab import population, theory
+from forgetlab.claims import reference
 from forgetlab.claims.base import ClaimContext, ClaimResult, new_result, sim_config
 from forgetlab.dynamics import simulate
 from forgetlab.mixture import TwoModeMixture
-from forgetlab.report.figures import label, new_figure, theory_vs_sim
 
 STATEMENT = (
     "At theta* the Hessian of L_R equals the Fisher information F(theta*); for separated modes "
@@ -67,8 +70,16 @@ def _hessian_check(res: ClaimResult) -> None:
     fd, fd_half = _fd_hessian(target, h), _fd_hessian(target, h / 2)
     err = float(np.max(np.abs(fd_half - fisher)))
     tol = float(np.max(np.abs(fd - fd_half))) + 1e-8
+    brute = reference.fisher(reference.Mix.of(
+        target.weight_old.ravel(), target.mean_old.reshape(-1, 2), target.mean_new.reshape(-1, 2),
+        np.eye(2)))
+    res.check("max |Fisher (engine) - E_q[score score^T] (brute-force quadrature)| at theta*",
+              0.0, float(np.max(np.abs(fisher.reshape(brute.shape) - brute))), 1e-9,
+              "quadrature error", predicted_by="brute-force quadrature",
+              measured_by="exact engine", independent=True)
     res.check("max |Hessian (finite differences) - Fisher| at theta*", 0.0, err, tol,
-              "step-size error")
+              "step-size error",
+              predicted_by="exact engine", measured_by="finite differences", independent=False)
     sep = theory.separated_fisher(a_grid, np.eye(2)[None, None])
     res.notes.append(
         "max |F - separated blockdiag| at theta*: "
@@ -103,7 +114,8 @@ def run(ctx: ClaimContext) -> ClaimResult:
                    + np.sum((traj.mean_old[:, 0] - traj.target_mean_old[:, 0]) ** 2, -1)
                    + np.sum((traj.mean_new[:, 0] - traj.target_mean_new[:, 0]) ** 2, -1))
     measured = np.full(len(grid), np.nan)
-    fig, axes = new_figure(2, title="C5: local geometry and exponential convergence")
+    fig = res.figure(2, title="C5: local geometry and exponential convergence")
+    axes = fig.panels
     for c, (a, d, s) in enumerate(grid):
         idx = np.flatnonzero((dist[c] <= WINDOW[0]) & (dist[c] >= WINDOW[1]))
         name = f"alpha={a:g}, Delta={d:g}, s={s:g}"
@@ -117,20 +129,20 @@ def run(ctx: ClaimContext) -> ClaimResult:
         rate = (dist[c, i1] / dist[c, im]) ** (1.0 / (t1 - tm))
         measured[c] = rate
         res.check(f"contraction per step, {name}", geom.contraction[c], rate,
-                  abs(first - rate) + 1e-6, "iteration error")
+                  abs(first - rate) + 1e-6, "iteration error",
+                  predicted_by="exact engine", measured_by="population run", independent=False)
         res.notes.append(
             f"{name}: lambda_min {geom.lambda_min[c]:.4f}, lambda_max {geom.lambda_max[c]:.4f}, "
             f"condition number {geom.condition_number[c]:.3g}, predicted factor "
             f"{geom.contraction[c]:.5f}, measured {rate:.5f}")
     order = np.argsort(geom.contraction)
-    theory_vs_sim(axes[0], np.arange(len(grid)), geom.contraction[order], measured[order],
+    axes[0].series(np.arange(len(grid)), geom.contraction[order], measured[order],
                   labels=("max_i |1 - s lambda_i|", "measured factor"))
-    label(axes[0], "configuration (sorted by predicted factor) [index]",
+    axes[0].label("configuration (sorted by predicted factor) [index]",
           "contraction per step [ratio]", "predicted vs measured contraction")
     for c in range(len(grid)):
-        axes[1].plot(traj.steps, np.maximum(dist[c], 1e-17), linewidth=1, color=f"C{c % 10}")
-    axes[1].set_yscale("log")
-    label(axes[1], "step t [iterations]", "||theta_t - theta*|| [logit / Mahalanobis units]",
+        axes[1].line(traj.steps, np.maximum(dist[c], 1e-17), color=f"C{c % 10}")
+    axes[1].yscale = "log"
+    axes[1].label("step t [iterations]", "||theta_t - theta*|| [logit / Mahalanobis units]",
           f"{len(grid)} runs started near theta*")
-    res.figures += ctx.save_figure(fig)
     return res

@@ -21,15 +21,14 @@ Checks (d = 2, Sigma = I, Delta = 4, learner (beta, a, m_n) away from the optimu
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.axes import Axes
 
 from forgetlab import population, theory
 from forgetlab.claims.base import ClaimContext, ClaimResult, new_result, sim_config
+from forgetlab.claims.figures import Panel
 from forgetlab.dynamics import simulate
 from forgetlab.methods import make_method
 from forgetlab.methods.base import Problem, Streams
 from forgetlab.mixture import MixtureParams, TwoModeMixture
-from forgetlab.report.figures import label, new_figure, theory_vs_sim
 
 STATEMENT = (
     "Reverse KL with replay samples from b_lambda = (1 - lambda) q + lambda R with weights "
@@ -79,12 +78,16 @@ def _unbiased(res: ClaimResult, n: int, seed: int) -> float:
         for k, lam in enumerate(lams):
             for j in range(g.shape[-1]):
                 res.check(f"mean IW gradient {field}[{j}], lambda={lam:g}, B=8", ref[j],
-                          mean[k, j], N_SIGMA * se[k, j], "Monte Carlo standard error")
+                          mean[k, j], N_SIGMA * se[k, j], "Monte Carlo standard error",
+                          predicted_by="exact engine", measured_by="finite-batch simulation",
+                          independent=True)
     largest = diag["max_weight"].max(axis=1)
     for k, lam in enumerate(lams):
         res.check(f"largest weight in {n} batches, lambda={lam:g} (<= 1/(1-lambda))",
                   float(theory.importance_weight_bound(lam)), largest[k], 1e-12,
-                  "floating point", kind="upper_bound")
+                  "floating point", kind="upper_bound",
+                  predicted_by="algebraic identity", measured_by="finite-batch simulation",
+                  independent=False)
     return float(largest.max())
 
 
@@ -96,13 +99,15 @@ def _second_moment(res: ClaimResult, rng: np.random.Generator, n: int) -> None:
         w2 = np.exp(2.0 * (q.log_prob(x) - beh.log_prob(x))).ravel()
         exact = float(np.ravel(theory.importance_second_moment(q, lam))[0])
         res.check(f"E_b[w^2], lambda={lam:g}", exact, w2.mean(),
-                  N_SIGMA * w2.std(ddof=1) / np.sqrt(n), "Monte Carlo standard error")
+                  N_SIGMA * w2.std(ddof=1) / np.sqrt(n), "Monte Carlo standard error",
+                  predicted_by="exact engine", measured_by="Monte Carlo", independent=True)
         res.check(f"E_b[w^2] <= 1/(1-lambda), lambda={lam:g}",
                   float(theory.importance_weight_bound(lam)), exact, 1e-12, "floating point",
-                  kind="upper_bound")
+                  kind="upper_bound",
+                  predicted_by="algebraic identity", measured_by="exact engine", independent=False)
 
 
-def _starvation(res: ClaimResult, n: int, seed: int, ax: Axes) -> None:
+def _starvation(res: ClaimResult, n: int, seed: int, ax: Panel) -> None:
     lams = np.array(LAMBDAS)
     freq = np.empty((len(lams), len(SIZES)))
     for j, size in enumerate(SIZES):
@@ -113,19 +118,23 @@ def _starvation(res: ClaimResult, n: int, seed: int, ax: Axes) -> None:
         se = np.sqrt(exact * (1 - exact) / n)
         for j, size in enumerate(SIZES):
             res.check(f"P(starved), lambda={lam:g}, B={size}", exact[j], freq[k, j],
-                      N_SIGMA * se[j], "Monte Carlo standard error")
+                      N_SIGMA * se[j], "Monte Carlo standard error",
+                      predicted_by="closed form", measured_by="finite-batch simulation",
+                      independent=True)
             if lam > 0:
                 res.check(f"P(starved) <= e^(-lambda B), lambda={lam:g}, B={size}",
                           float(theory.starvation_bound(size, lam)), freq[k, j],
-                          N_SIGMA * se[j], "Monte Carlo standard error", kind="upper_bound")
-        theory_vs_sim(ax, SIZES, exact, freq[k], se, color_index=k, name=f"lambda={lam:g}")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    label(ax, "batch size B [samples]", "P(batch has no old-mode draw) [probability]",
+                          N_SIGMA * se[j], "Monte Carlo standard error", kind="upper_bound",
+                          predicted_by="algebraic identity", measured_by="finite-batch simulation",
+                          independent=False)
+        ax.series(SIZES, exact, freq[k], se, color_index=k, name=f"lambda={lam:g}")
+    ax.xscale = "log2"
+    ax.yscale = "log"
+    ax.label("batch size B [samples]", "P(batch has no old-mode draw) [probability]",
           f"starvation at beta = {BETA:g}")
 
 
-def _dynamics(res: ClaimResult, ctx: ClaimContext, axes: list[Axes]) -> None:
+def _dynamics(res: ClaimResult, ctx: ClaimContext, axes: list[Panel]) -> None:
     seeds = ctx.profile.pick(100, 400)
     steps = ctx.profile.pick(400, 1500)
     rows = []
@@ -140,19 +149,18 @@ def _dynamics(res: ClaimResult, ctx: ClaimContext, axes: list[Axes]) -> None:
         beta, sup = traj.weight_old[0], traj.drift_sup[0, :, -1]
         rows.append((lam, beta[:, -1].std(ddof=1), sup.mean(), sup.std(ddof=1) / np.sqrt(seeds)))
         name = f"lambda={lam:g}"
-        axes[0].plot(traj.steps, beta.mean(0), color=f"C{len(rows) - 1}", label=f"mean, {name}")
-        axes[0].fill_between(traj.steps, np.quantile(beta, 0.05, 0), np.quantile(beta, 0.95, 0),
-                             color=f"C{len(rows) - 1}", alpha=0.25, label=f"5-95% of seeds, {name}")
+        axes[0].line(traj.steps, beta.mean(0), f"mean, {name}", color=f"C{len(rows) - 1}")
+        axes[0].band(traj.steps, np.quantile(beta, 0.05, 0), np.quantile(beta, 0.95, 0),
+                     f"5-95% of seeds, {name}", color=f"C{len(rows) - 1}")
         res.notes.append(
             f"finite batch B=4, beta0=0.05, {seeds} seeds, {name}: spread (sd) of beta(T) "
             f"{rows[-1][1]:.3g}, mean sup drift {rows[-1][2]:.4f} +- {rows[-1][3]:.4f}")
-    axes[0].axhline(ALPHA, color="black", linewidth=1, label="alpha (theory)")
-    label(axes[0], "step t [iterations]", "old weight beta(t) [probability]",
+    axes[0].hline(ALPHA, "alpha (theory)")
+    axes[0].label("step t [iterations]", "old weight beta(t) [probability]",
           "small beta, B = 4: with and without replay")
     lam_v = [r[0] for r in rows]
-    axes[1].bar([f"lambda={v:g}" for v in lam_v], [r[2] for r in rows],
-                yerr=[2 * r[3] for r in rows], color=["C0", "C1"])
-    label(axes[1], "replay fraction [fraction of the batch]",
+    axes[1].bars([f"lambda={v:g}" for v in lam_v], [r[2] for r in rows], [r[3] for r in rows])
+    axes[1].label("replay fraction [fraction of the batch]",
           "mean sup_t D(m_o(t), a) [Mahalanobis units]", "worst-case drift across seeds")
 
 
@@ -163,11 +171,11 @@ def run(ctx: ClaimContext) -> ClaimResult:
                      replay_fractions=LAMBDAS, batch_sizes=SIZES, batches=n, dim=2,
                      cov="identity", learner_new_mean="0.8 b", replay="old data",
                      tolerance_rule=f"{N_SIGMA:g} standard errors")
-    fig, axes = new_figure(3, title="C7: reverse KL with replay")
+    fig = res.figure(3, title="C7: reverse KL with replay")
+    axes = fig.panels
     largest = _unbiased(res, n, ctx.seed)
     _second_moment(res, ctx.rng(), 10 * n)
     _starvation(res, n, ctx.seed, axes[0])
     _dynamics(res, ctx, axes[1:])
     res.notes.append(f"largest importance weight seen: {largest:.4f}")
-    res.figures += ctx.save_figure(fig)
     return res

@@ -29,14 +29,13 @@ OAPL (finite batch, linear reward r = w x, tau = 2, lag L):
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.axes import Axes
 from scipy.special import expit, logit
 
 from forgetlab import population
 from forgetlab.claims.base import ClaimContext, ClaimResult, new_result, sim_config
+from forgetlab.claims.figures import Panel
 from forgetlab.dynamics import simulate
 from forgetlab.mixture import TwoModeMixture
-from forgetlab.report.figures import label, new_figure, theory_vs_sim
 from forgetlab.theory import near_policy as npl
 
 STATEMENT = (
@@ -54,7 +53,7 @@ N_SIGMA = 4.0
 GAMMA, RADIUS, TTT_SEP = 1.5, 1.5, 10.0
 
 
-def _sdft(res: ClaimResult, ctx: ClaimContext, axes: list[Axes]) -> None:
+def _sdft(res: ClaimResult, ctx: ClaimContext, axes: list[Panel]) -> None:
     lr, tau, beta0, sep = 0.5, 0.1, 0.5, 6.0
     steps = ctx.profile.pick(150, 500)
     cfgs = [sim_config(method="sdft", knobs={"lam_demo": lam, "tau_ema": tau},
@@ -73,22 +72,25 @@ def _sdft(res: ClaimResult, ctx: ClaimContext, axes: list[Axes]) -> None:
     beta = anchored.weight_old[0, 0]
     tol = abs(pred) * (beta.max() - beta.min()) / min(beta0, 1 - beta0)
     res.check("SDFT lam_demo=0.5: final old-mean displacement", pred,
-              anchored.mean_old[0, 0, -1, 0], tol, "asymptotic correction")
+              anchored.mean_old[0, 0, -1, 0], tol, "asymptotic correction",
+              predicted_by="exact engine", measured_by="population run", independent=False)
     m_n = anchored.mean_new[0, 0, :, 0]
     moves = np.abs(np.diff(m_n[-5:]))
     ratio = min(float(np.max(moves[1:] / np.maximum(moves[:-1], 1e-300))), 0.99)
     res.check("SDFT lam_demo=0.5: new mean reaches mu_demo = b", sep, m_n[-1],
-              ratio / (1 - ratio) * moves[-1] + 1e-8, "iteration error")
+              ratio / (1 - ratio) * moves[-1] + 1e-8, "iteration error",
+              predicted_by="closed form", measured_by="population run", independent=True)
     res.notes.append(f"SDFT lam_demo=0.5: beta from {beta0} to {beta[-1]:.4f} (max "
                      f"{beta.max():.4f}): old mass kept (raised while the new mean converges)")
     moved = max(float(np.max(np.abs(free.weight_old[0, 0] - beta0))),
                 float(np.max(np.abs(free.mean_new[0, 0, :, 0] - 4.0))))
     res.check("SDFT lam_demo=0: largest change of beta or m_n (nothing moves)", 0.0, moved, 1e-12,
-              "floating point")
-    theory_vs_sim(axes[0], anchored.steps, None, anchored.mean_old[0, 0, :, 0], name="lam_demo=0.5",
+              "floating point",
+              predicted_by="closed form", measured_by="population run", independent=True)
+    axes[0].series(anchored.steps, None, anchored.mean_old[0, 0, :, 0], name="lam_demo=0.5",
                   labels=("", "old-mean displacement"))
-    axes[0].axhline(pred, color="black", label="predicted final displacement")
-    label(axes[0], "step t [iterations]", "m_o(t) - a [Mahalanobis units]", "SDFT: finite drift")
+    axes[0].hline(pred, "predicted final displacement")
+    axes[0].label("step t [iterations]", "m_o(t) - a [Mahalanobis units]", "SDFT: finite drift")
 
     nu, lr_nu = 0.2, 1.0
     nu_cfg = sim_config(method="sdft", knobs={"lam_demo": 0.1, "tau_ema": tau, "nu": nu},
@@ -103,17 +105,18 @@ def _sdft(res: ClaimResult, ctx: ClaimContext, axes: list[Axes]) -> None:
         return float(npl.sdft_weight_factor(tau, nu, 1.0 - lr_nu * b[k] * (1 - b[k])))
 
     res.check(f"SDFT nu={nu:g}: per-step factor of beta (late)", factor(-2), measured,
-              abs(factor(-1) - factor(-6)), "asymptotic correction")
+              abs(factor(-1) - factor(-6)), "asymptotic correction",
+              predicted_by="closed form", measured_by="population run", independent=True)
     res.notes.append(f"SDFT nu={nu:g}: beta from 0.5 to {b[-1]:.4f} in 200 steps (geometric)")
-    axes[1].semilogy(tr.steps, b, "o", markersize=3, markerfacecolor="none",
-                     label=f"simulation, nu={nu:g}")
-    axes[1].semilogy(tr.steps, b[-1] * factor(-2) ** (tr.steps - tr.steps[-1]), "k-",
-                     label="theory: geometric factor")
-    label(axes[1], "step t [iterations]", "old weight beta(t) [probability]",
+    axes[1].points(tr.steps, b, f"simulation, nu={nu:g}")
+    axes[1].line(tr.steps, b[-1] * factor(-2) ** (tr.steps - tr.steps[-1]),
+                 "theory: geometric factor", color="black")
+    axes[1].yscale = "log"
+    axes[1].label("step t [iterations]", "old weight beta(t) [probability]",
           "SDFT with reweighting nu")
 
 
-def _ttt(res: ClaimResult, ctx: ClaimContext, ax: Axes) -> None:
+def _ttt(res: ClaimResult, ctx: ClaimContext, ax: Panel) -> None:
     steps_em = 25
     knobs = {"adaptive_gamma": False, "gamma": GAMMA, "radius": RADIUS}
     prob = {"separation": TTT_SEP, "beta0": 0.6, "new_mean_start": 1.0}
@@ -127,10 +130,12 @@ def _ttt(res: ClaimResult, ctx: ClaimContext, ax: Axes) -> None:
     pred = npl.tilt_log_odds(logit(0.6), 0.0, npl.log_tilt_normaliser(GAMMA, p_n), steps_em)
     err = float(np.max(np.abs(logit(plain.weight_old[0, 0]) - pred)))
     res.check("TTT (EM, no anchor): max |log odds_t - tilt recursion| over t", 0.0, err,
-              steps_em * np.expm1(GAMMA) * float(p_o) + 1e-9, "asymptotic correction")
+              steps_em * np.expm1(GAMMA) * float(p_o) + 1e-9, "asymptotic correction",
+              predicted_by="closed form", measured_by="population run", independent=True)
     res.check("TTT (EM, reward credits the old task): max |log odds_t - log odds_0|", 0.0,
               float(np.max(np.abs(logit(credited.weight_old[0, 0]) - logit(0.6)))), 1e-9,
-              "floating point")
+              "floating point",
+              predicted_by="closed form", measured_by="population run", independent=True)
     steps = ctx.profile.pick(250, 800)
     runs = [sim_config(method="ttt-discover", regime="population", steps=steps,
                              exact_metrics=False, stride=steps // 20, learning_rate=1.0,
@@ -142,21 +147,21 @@ def _ttt(res: ClaimResult, ctx: ClaimContext, ax: Axes) -> None:
         logit(0.6), npl.anchored_tilt_exponent(GAMMA, 2.0, p0), p_o, p_n)))
     res.check("TTT kappa=2 keeps more old mass than kappa=0 (beta_T ratio >= 1)", 1.0,
               anchored.weight_old[0, 0, -1] / free.weight_old[0, 0, -1], 0.0, "floating point",
-              kind="lower_bound")
+              kind="lower_bound",
+              predicted_by="population run", measured_by="population run", independent=False)
     res.notes.append(
         f"TTT gradient steps, {steps} steps: beta_T = {free.weight_old[0, 0, -1]:.4f} without "
         f"anchor (decays like 1/t), {anchored.weight_old[0, 0, -1]:.4f} with kappa=2; exact "
         f"anchored tilt mass {exact:.4f}")
     t = np.arange(steps_em + 1)
-    theory_vs_sim(ax, t, expit(pred), plain.weight_old[0, 0], color_index=0,
+    ax.series(t, expit(pred), plain.weight_old[0, 0], color_index=0,
                   name="no anchor, EM")
-    ax.plot(t, credited.weight_old[0, 0], "s", markersize=3, markerfacecolor="none",
-            color="C2", label="reward credits old task")
-    ax.set_yscale("log")
-    label(ax, "step t [tilt moves]", "old weight beta(t) [probability]", "TTT-Discover")
+    ax.points(t, credited.weight_old[0, 0], "reward credits old task", color="C2", marker="s")
+    ax.yscale = "log"
+    ax.label("step t [tilt moves]", "old weight beta(t) [probability]", "TTT-Discover")
 
 
-def _oapl(res: ClaimResult, ctx: ClaimContext, ax: Axes) -> None:
+def _oapl(res: ClaimResult, ctx: ClaimContext, ax: Panel) -> None:
     slope, tau, lag = 0.5, 2.0, ctx.profile.pick(150, 300)
     seeds = ctx.profile.pick(30, 60)
     runs = {}
@@ -182,11 +187,13 @@ def _oapl(res: ClaimResult, ctx: ClaimContext, ax: Axes) -> None:
         se = se / np.sqrt(seeds)
         for k in range(2):
             res.check(f"OAPL {name} after sync {k + 1} (G -> infinity)", pred[k],
-                      extra.mean(0)[k], N_SIGMA * se[k], "Monte Carlo standard error")
+                      extra.mean(0)[k], N_SIGMA * se[k], "Monte Carlo standard error",
+                      predicted_by="closed form", measured_by="finite-batch simulation",
+                      independent=True)
         if name == "old mean":
-            theory_vs_sim(ax, [1, 2], pred, extra.mean(0), se, labels=("linear tilt", "OAPL"),
+            ax.series([1, 2], pred, extra.mean(0), se, labels=("linear tilt", "OAPL"),
                           name="old mean")
-    label(ax, "synchronisation k [count]", "old mean m_o [Mahalanobis units]",
+    ax.label("synchronisation k [count]", "old mean m_o [Mahalanobis units]",
           "OAPL: drift Sigma w / tau per sync")
 
 
@@ -197,9 +204,9 @@ def run(ctx: ClaimContext) -> ClaimResult:
                      ttt={"gamma": GAMMA, "radius": RADIUS, "separation": TTT_SEP,
                           "kappa": [0.0, 2.0]},
                      oapl={"tau": 2.0, "reward": "0.5 x", "group_sizes": [16, 64]})
-    fig, axes = new_figure(4, title="C8: near-on-policy methods")
+    fig = res.figure(4, title="C8: near-on-policy methods")
+    axes = fig.panels
     _sdft(res, ctx, axes[:2])
     _ttt(res, ctx, axes[2])
     _oapl(res, ctx, axes[3])
-    res.figures += ctx.save_figure(fig)
     return res

@@ -27,7 +27,6 @@ import numpy as np
 
 from forgetlab.claims.base import ClaimContext, ClaimResult, new_result, sim_config
 from forgetlab.dynamics import simulate
-from forgetlab.report.figures import heatmap, new_figure
 
 STATEMENT = (
     "Forgetting is set by four factors: divergence direction (forward KL forgets mass, reverse "
@@ -71,19 +70,21 @@ def run(ctx: ClaimContext) -> ClaimResult:
     res = new_result(ctx, STATEMENT, separations=seps, replay_fractions=lams, batch_sizes=sizes,
                      steps=steps, seeds=seeds, beta0=BETA0, alpha=ALPHA, dim=1,
                      methods={k: [m, kn] for k, (m, kn) in METHODS.items()})
-    fig, axes = new_figure(3, 2, title="C9: the four factors of forgetting")
+    fig = res.figure(3, 2, title="C9: the four factors of forgetting")
+    axes = fig.panels
 
     mass = np.empty((len(lams), len(seps)))
     for i, lam in enumerate(lams):
         knobs = {"replay": "old", "replay_fraction": lam} if lam else {}
         mass[i], _ = _population("sft", knobs, seps, steps, lr=1.0)
-    heatmap(axes[0], mass * BETA0, seps, lams, "beta_T [probability]")
-    axes[0].set(xlabel="separation Delta [Mahalanobis units]",
-                ylabel="replay fraction lambda [fraction]",
-                title="forward KL + old-data replay: beta_T (theory: lambda)")
+    axes[0].heatmap(mass * BETA0, seps, lams, "beta_T [probability]")
+    axes[0].label("separation Delta [Mahalanobis units]",
+                "replay fraction lambda [fraction]",
+                "forward KL + old-data replay: beta_T (theory: lambda)")
     res.check("visibility: min over Delta of beta_T(lambda=0.5) - beta_T(lambda=0)", 0.0,
               float(np.min(mass[-1] - mass[0]) * BETA0), 0.0, "floating point",
-              kind="lower_bound")
+              kind="lower_bound",
+              predicted_by="closed form", measured_by="population run", independent=True)
     res.notes.append("forward KL + old-data replay, beta_T by (lambda, Delta): "
                      + "; ".join(f"lambda={lam:g}: " + ", ".join(f"{v * BETA0:.3f}" for v in row)
                                  for lam, row in zip(lams, mass, strict=True)))
@@ -101,41 +102,41 @@ def run(ctx: ClaimContext) -> ClaimResult:
         spread[j] = beta.std(axis=1, ddof=1)
         spread_se[j] = spread[j] / np.sqrt(2 * (seeds - 1))  # s.e. of a standard deviation
         drift[j] = tr.drift_sup[:, :, -1].mean(axis=1)
-    heatmap(axes[1], spread, seps, sizes, "sd of beta_T across seeds", fmt="{:.3f}")
-    axes[1].set(xlabel="separation Delta [Mahalanobis units]", ylabel="batch size B [samples]",
-                title="reverse KL, finite batch: spread of beta_T")
-    heatmap(axes[2], drift, seps, sizes, "mean sup drift [Mahalanobis]", fmt="{:.3f}")
-    axes[2].set(xlabel="separation Delta [Mahalanobis units]", ylabel="batch size B [samples]",
-                title="reverse KL, finite batch: worst-case drift")
+    axes[1].heatmap(spread, seps, sizes, "sd of beta_T across seeds", fmt="{:.3f}")
+    axes[1].label("separation Delta [Mahalanobis units]", "batch size B [samples]",
+                  "reverse KL, finite batch: spread of beta_T")
+    axes[2].heatmap(drift, seps, sizes, "mean sup drift [Mahalanobis]", fmt="{:.3f}")
+    axes[2].label("separation Delta [Mahalanobis units]", "batch size B [samples]",
+                  "reverse KL, finite batch: worst-case drift")
     k = int(np.argmax(spread[0] - spread[-1]))
     res.check(f"sampling: sd(beta_T) at B={sizes[0]} minus at B={sizes[-1]} (Delta={seps[k]:g})",
               0.0, float(spread[0, k] - spread[-1, k]), N_SIGMA * float(np.hypot(
                   spread_se[0, k], spread_se[-1, k])), "Monte Carlo standard error",
-              kind="lower_bound")
+              kind="lower_bound",
+              predicted_by="closed form", measured_by="finite-batch simulation", independent=True)
 
     kept = np.empty((len(METHODS), len(seps)))
     sup = np.empty_like(kept)
     for i, (method, knobs) in enumerate(METHODS.values()):
         kept[i], sup[i] = _population(method, knobs, seps, steps, start=START)
     names = list(METHODS)
-    heatmap(axes[3], kept, seps, names, "beta_T / beta_0 [ratio]")
-    axes[3].set(xlabel="separation Delta [Mahalanobis units]", ylabel="method",
-                title="retained mass by method (population)")
-    heatmap(axes[4], np.log10(np.maximum(sup, 1e-16)), seps, names,
+    axes[3].heatmap(kept, seps, names, "beta_T / beta_0 [ratio]")
+    axes[3].label("separation Delta [Mahalanobis units]", "method",
+                  "retained mass by method (population)")
+    axes[4].heatmap(np.log10(np.maximum(sup, 1e-16)), seps, names,
             "log10 sup drift [log10 Mahalanobis]")
-    axes[4].set(xlabel="separation Delta [Mahalanobis units]", ylabel="method",
-                title="worst-case drift by method (population)")
+    axes[4].label("separation Delta [Mahalanobis units]", "method",
+                  "worst-case drift by method (population)")
     rev, fwd = names.index("reverse KL"), names.index("SFT")
     res.check("direction: min over Delta of retained mass, reverse KL minus forward KL", 0.0,
-              float(np.min(kept[rev] - kept[fwd])), 0.0, "floating point", kind="lower_bound")
+              float(np.min(kept[rev] - kept[fwd])), 0.0, "floating point", kind="lower_bound",
+              predicted_by="closed form", measured_by="population run", independent=True)
     res.check(f"overlap: reverse-KL sup drift at Delta={seps[-1]:g} minus at Delta={seps[0]:g}",
-              0.0, float(sup[rev, -1] - sup[rev, 0]), 0.0, "floating point", kind="upper_bound")
+              0.0, float(sup[rev, -1] - sup[rev, 0]), 0.0, "floating point", kind="upper_bound",
+              predicted_by="closed form", measured_by="population run", independent=True)
     for name, row, drow in zip(names, kept, sup, strict=True):
         res.notes.append(f"{name}: beta_T/beta_0 by Delta {np.round(row, 3).tolist()}, "
                          f"sup drift {[float(f'{v:.3g}') for v in drow]}")
-    axes[5].set_axis_off()
-    axes[5].text(0.0, 0.5, "Factors:\n(i) direction: forward vs reverse KL\n(ii) overlap: Delta\n"
-                 "(iii) sampling: population vs batch B\n(iv) visibility: replay lambda",
-                 fontsize=9, va="center")
-    res.figures += ctx.save_figure(fig)
+    axes[5].text("Factors:\n(i) direction: forward vs reverse KL\n(ii) overlap: Delta\n"
+                 "(iii) sampling: population vs batch B\n(iv) visibility: replay lambda")
     return res

@@ -72,5 +72,5 @@ def reproduce(profile: str, out: str, only: str, seed: int, allow_fail: bool) ->
         results = build_report(out, profile, ids, seed, command, on_start, on_done)
     Console().print(_summary(results))
     click.echo(f"report: {out}/report.html")
-    if not all(r.passed for r in results) and not allow_fail:
+    if not all(r.ok for r in results) and not allow_fail:
         sys.exit(1)

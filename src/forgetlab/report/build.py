@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from forgetlab.claims.base import ClaimResult, ClaimSpec, get_profile, run_claim, select
+from forgetlab.report.figures import render_claim_figures
 from forgetlab.report.html import software_versions, write_report
 
 _MARKER = "claims.json"
@@ -75,7 +76,8 @@ def build_report(
         for spec in specs:
             if on_start is not None:
                 on_start(spec)
-            result = run_claim(spec, prof, int(seed), tmp / "figures")
+            result = run_claim(spec, prof, int(seed))
+            result.figures += render_claim_figures(result, tmp / "figures")
             results.append(result)
             if on_done is not None:
                 on_done(spec, result)

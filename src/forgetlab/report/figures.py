@@ -128,3 +128,75 @@ def save_figure(fig: Figure, directory: Path, stem: str) -> list[Path]:
         fig.savefig(paths[1], metadata={"Date": None})
     plt.close(fig)
     return paths
+
+
+def _scale(set_scale: Any, scale: str) -> None:
+    """Apply "linear", "log", "log2" or "symlog:<linthresh>" with ``set_[xy]scale``."""
+    if scale == "log2":
+        set_scale("log", base=2)
+    elif scale.startswith("symlog"):
+        _, _, thresh = scale.partition(":")
+        set_scale("symlog", linthresh=float(thresh or 1.0))
+    elif scale != "linear":
+        set_scale(scale)
+
+
+def _draw_item(ax: Axes, item: dict[str, Any]) -> None:
+    """Draw one plot item of :class:`forgetlab.claims.figures.Panel` on ``ax``."""
+    kind = item["kind"]
+    if kind == "series":
+        theory_vs_sim(ax, item["x"], item["theory"], item["measured"], item["stderr"],
+                      item["color_index"], item["name"], item["x_measured"],
+                      tuple(item["labels"]))  # type: ignore[arg-type]
+    elif kind == "line":
+        ax.plot(item["x"], item["y"], item["style"], color=item["color"],
+                linewidth=item["width"], label=item["label"] or "_nolegend_")
+    elif kind == "points":
+        ax.plot(item["x"], item["y"], item["marker"], color=item["color"], markersize=3.5,
+                markerfacecolor="none", label=item["label"] or "_nolegend_")
+    elif kind == "band":
+        ax.fill_between(item["x"], item["low"], item["high"], color=item["color"], alpha=0.25,
+                        label=item["label"] or "_nolegend_")
+    elif kind == "hline":
+        ax.axhline(item["value"], color=item["color"], linewidth=1,
+                   label=item["label"] or "_nolegend_")
+    elif kind == "vline":
+        ax.axvline(item["value"], color=item["color"], linestyle=":", linewidth=1,
+                   label=item["label"] or "_nolegend_")
+    elif kind == "bars":
+        err = None if item["err"] is None else 2.0 * np.asarray(item["err"])
+        ax.bar(item["labels"], item["values"], yerr=err,
+               color=[f"C{k}" for k in range(len(item["labels"]))])
+    elif kind == "heatmap":
+        heatmap(ax, item["values"], item["x"], item["y"], item["colorbar_label"], item["fmt"])
+    elif kind == "text":
+        ax.set_axis_off()
+        ax.text(0.0, 0.5, item["text"], fontsize=9, va="center")
+    else:
+        raise ValueError(f"unknown plot item kind {kind!r}")
+
+
+def render_figure(data: Any, directory: Path, name: str) -> list[Path]:
+    """Draw a :class:`forgetlab.claims.figures.FigureData` (or its dict) and save PNG + SVG."""
+    spec = data.to_dict() if hasattr(data, "to_dict") else data
+    fig, axes = new_figure(spec["ncols"], spec["nrows"], spec["title"])
+    for ax, panel in zip(axes, spec["panels"], strict=True):
+        for item in panel["items"]:
+            _draw_item(ax, item)
+        if not any(i["kind"] == "text" for i in panel["items"]):
+            if any(i["kind"] == "heatmap" for i in panel["items"]):
+                ax.set(xlabel=panel["xlabel"], ylabel=panel["ylabel"], title=panel["title"])
+            else:
+                label(ax, panel["xlabel"], panel["ylabel"], panel["title"])
+            _scale(ax.set_xscale, panel["xscale"])
+            _scale(ax.set_yscale, panel["yscale"])
+    return save_figure(fig, directory, name)
+
+
+def render_claim_figures(result: Any, directory: Path) -> list[str]:
+    """Render every figure of a claim result into ``directory``; paths relative to its parent."""
+    paths: list[str] = []
+    for fig in result.figure_data:
+        name = f"{result.claim_id}{'-' + fig.stem if fig.stem else ''}"
+        paths += [f"{directory.name}/{p.name}" for p in render_figure(fig, directory, name)]
+    return paths

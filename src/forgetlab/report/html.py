@@ -1,9 +1,10 @@
 """The self-contained HTML report: one file, figures embedded as base64, no external resources.
 
 Layout: a header (profile, seed, the command that regenerates it), a summary table with one row
-per claim (id, title, status, checks passed, tolerance sources, run time), one section per claim
-(statement, parameters, a table of checks: predicted, measured, difference, tolerance and its
-source, pass or fail; notes; figures), and the software versions used.
+per claim (id, title, status, checks passed, independent checks passed / independent checks,
+tolerance sources, run time), one section per claim (statement, parameters, a table of checks:
+predicted, measured, difference, tolerance and its source, how each side was computed, whether
+the check is independent, pass or fail; notes; figures), and the software versions used.
 """
 
 from __future__ import annotations
@@ -67,6 +68,15 @@ def _figure_tag(path: Path, alt: str) -> str:
     )
 
 
+def _independence(check: dict[str, Any]) -> str:
+    """"yes" for an independent check; otherwise why it does not count as verification."""
+    if check["independent"]:
+        return "yes"
+    if "algebraic identity" in (check["predicted_by"], check["measured_by"]):
+        return "no (identity)"
+    return "no (consistency)"
+
+
 def _checks_table(checks: Sequence[dict[str, Any]]) -> str:
     rows = []
     for c in checks:
@@ -77,12 +87,14 @@ def _checks_table(checks: Sequence[dict[str, Any]]) -> str:
             f"<td class='num'>{_fmt(c['measured'])}</td><td class='num'>{_fmt(diff)}</td>"
             f"<td class='num'>{_fmt(c['tolerance'])}</td><td>{_fmt(c['kind'])}</td>"
             f"<td>{_fmt(c['tolerance_source'])}</td>"
+            f"<td>{_fmt(c['predicted_by'])}</td><td>{_fmt(c['measured_by'])}</td>"
+            f"<td>{_independence(c)}</td>"
             f"<td>{_status('passed' if c['passed'] else 'failed')}</td></tr>"
         )
     head = (
-        "<tr><th>check</th><th>predicted (theory)</th><th>measured (simulation)</th>"
+        "<tr><th>check</th><th>predicted</th><th>measured</th>"
         "<th>difference</th><th>tolerance</th><th>kind</th><th>tolerance source</th>"
-        "<th>result</th></tr>"
+        "<th>predicted by</th><th>measured by</th><th>independent</th><th>result</th></tr>"
     )
     return f"<table class='checks'>{head}{''.join(rows)}</table>"
 
@@ -125,12 +137,15 @@ def render_report(
             f'<tr data-claim="{html.escape(c["claim_id"])}">'
             f'<td><a href="#claim-{html.escape(c["claim_id"])}">{html.escape(c["claim_id"])}</a>'
             f"</td><td>{html.escape(c['title'])}</td><td>{_status(c['status'])}</td>"
-            f"<td class='num'>{n_ok}/{len(c['checks'])}</td><td>{html.escape(sources)}</td>"
+            f"<td class='num'>{n_ok}/{len(c['checks'])}</td>"
+            f"<td class='num'>{c['independent_passed']}/{c['independent_checks']}</td>"
+            f"<td>{html.escape(sources)}</td>"
             f"<td class='num'>{c['runtime_s']:.1f}</td></tr>"
         )
     summary = (
         "<table id='summary'><tr><th>claim</th><th>title</th><th>status</th>"
-        "<th>checks passed</th><th>tolerance sources</th><th>time [s]</th></tr>"
+        "<th>checks passed</th><th>independent checks passed</th><th>tolerance sources</th>"
+        "<th>time [s]</th></tr>"
         + "".join(summary_rows)
         + "</table>"
     )
@@ -148,7 +163,10 @@ def render_report(
             "<p>Each claim of the theory is checked by computing its prediction (closed form or "
             "exact population engine) and measuring the same quantity by simulation; a check "
             "passes when the two agree within a tolerance derived from the error of the method "
-            "that produced them.</p>",
+            "that produced them. Each check names how both sides were computed; only checks "
+            "whose two sides share no computation beyond the problem definition count as "
+            "independent (verification). Algebraic identities and consistency checks of the "
+            "engine against itself are shown but not counted.</p>",
             "<h2>Summary</h2>",
             summary,
             *(_claim_section(c, root) for c in claims),
