@@ -463,3 +463,20 @@ def test_divergent_learning_rate_is_reported_not_nan():
 def test_bad_input_names_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         run_chen2025(**kwargs)
+
+
+def test_claim_catches_a_misplaced_floor_and_labels_its_tautologies(monkeypatch):
+    # Mutation: the reward floor outside the log, log(ratio) + eps (a plausible misreading of
+    # the published code).  The claim's verification check of the floored single-mode preset
+    # must fail; the reading-point checks are labelled as not independent.
+    from forgetlab.claims import chen2025 as claim
+    from forgetlab.claims.base import ClaimContext, get_profile
+
+    ctx = ClaimContext(get_profile("quick"), 0, "Chen2025")
+    good = {c.name: c for c in claim.run(ctx).checks}
+    assert all(c.passed for c in good.values())
+    assert all(not c.independent for n, c in good.items() if "reaches Gain 0.9" in n)
+    monkeypatch.setattr(m, "_log_plus_floor", lambda v: np.log(v) + m.DENSITY_FLOOR)
+    bad = {c.name: c for c in claim.run(ctx).checks}
+    failed = [n for n, c in bad.items() if not c.passed]
+    assert any(n.startswith("chen2025-single-mode: engine vs the published") for n in failed)
