@@ -84,9 +84,10 @@ def _z_moments(z: Array, order: int) -> Array:
     """mean(z^j) for j = 0..order, ``[S, order + 1]``."""
     out = np.empty(z.shape[:-1] + (order + 1,))
     out[..., 0] = 1.0
-    power = z.copy()
-    for j in range(1, order + 1):
-        if j > 1:
+    out[..., 1] = z.mean(axis=-1)
+    power = z * z
+    for j in range(2, order + 1):
+        if j > 2:
             power *= z
         out[..., j] = power.mean(axis=-1)
     return out
@@ -96,8 +97,9 @@ def _weighted_moments(f: Array, z: Array, order: int) -> Array:
     """mean(f z^j) for j = 0..order, ``[S, order + 1]``."""
     out = np.empty(z.shape[:-1] + (order + 1,))
     out[..., 0] = f.mean(axis=-1)
-    fz = f.copy()
-    for j in range(1, order + 1):
+    fz = f * z
+    out[..., 1] = fz.mean(axis=-1)
+    for j in range(2, order + 1):
         fz *= z
         out[..., j] = fz.mean(axis=-1)
     return out

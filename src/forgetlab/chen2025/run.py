@@ -374,6 +374,7 @@ def report(preset: str, results: list[ChenResult]) -> dict[str, object]:
     seeds = results[0].params.shape[0] if results else 0
     return {
         "preset": preset,
+        "floors": PRESETS[preset].floors if preset in PRESETS else None,
         "seeds": seeds,
         "seed": results[0].seed if results else 0,
         "runs": runs,
@@ -383,9 +384,11 @@ def report(preset: str, results: list[ChenResult]) -> dict[str, object]:
 def summary_table(preset: str, results: list[ChenResult]) -> str:
     """A plain-text table: Drop and Gain (mean +- standard error over seeds) at Gain >= 0.9."""
     seeds = results[0].params.shape[0] if results else 0
+    floors = bool(results) and results[0].floors
+    arithmetic = "published arithmetic, 1e-12 floors" if floors else "no floors"
     lines = [
         f"{preset}: drop and gain at the first step where the seed-mean gain >= "
-        f"{GAIN_THRESHOLD} ({seeds} seeds, mean +- s.e.)",
+        f"{GAIN_THRESHOLD} ({seeds} seeds, mean +- s.e.; {arithmetic})",
         f"{'method':<18}{'lr':>8}{'stop step':>11}{'drop':>20}{'gain':>20}",
     ]
     for res in results:
