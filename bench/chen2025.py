@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -42,13 +43,14 @@ def _gens(seeds: int) -> list[np.random.Generator]:
     return [np.random.default_rng(s) for s in np.random.SeedSequence(0).spawn(seeds)]
 
 
-def _seconds(fn: Callable[[], object], repeat: int) -> float:
-    best = np.inf
+def _seconds(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """The fastest of ``repeat`` calls: (wall seconds, CPU seconds of this process)."""
+    best = (np.inf, np.inf)
     for _ in range(repeat):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         fn()
-        best = min(best, time.perf_counter() - start)
-    return float(best)
+        best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
+    return float(best[0]), float(best[1])
 
 
 def _floor(seeds: int, steps: int, samples: int, workers: int) -> None:
@@ -65,6 +67,21 @@ def _baseline(fn: Callable[..., object], method: str, lr: float, seeds: int, ste
               samples: int, eps: float) -> None:
     for gen in _gens(seeds):
         fn(method, lr, gen, steps, samples, eps)
+
+
+def _row(label: str, t: np.ndarray, floor: tuple[float, float] | None,
+         entry: dict[str, object]) -> dict[str, object]:
+    """Print one table row of ``t`` = (baseline wall, cpu, engine 1t wall, cpu, engine Wt wall)
+    and return it as a JSON entry."""
+    floor_s = "" if floor is None else f"{floor[0]:.2f}/{floor[1]:.2f}"
+    print(f"{label:<42}{t[0]:>9.2f}{t[2]:>10.2f}{t[4]:>10.2f}{t[0] / t[2]:>7.1f}x"
+          f"{t[0] / t[4]:>7.1f}x{t[1] / t[3]:>7.1f}x{floor_s:>13}")
+    entry.update({"baseline_s": t[0], "baseline_cpu_s": t[1], "engine_1t_s": t[2],
+                  "engine_1t_cpu_s": t[3], "engine_s": t[4], "ratio_1t": t[0] / t[2],
+                  "ratio": t[0] / t[4], "ratio_cpu_1t": t[1] / t[3]})
+    if floor is not None:
+        entry.update({"floor_normals_1t_s": floor[0], "floor_normals_s": floor[1]})
+    return entry
 
 
 def _commit() -> str:
@@ -89,44 +106,39 @@ def main() -> None:
     B = min(args.baseline_seeds, S)
     record: dict[str, object] = {
         "bench": "chen2025", "commit": _commit(), "date": datetime.now(UTC).isoformat(),
-        "seeds": S, "samples": N, "workers": W, "baseline_seeds_timed": B, "presets": {},
+        "seeds": S, "samples": N, "workers": W, "baseline_seeds_timed": B,
+        "load_average_start": os.getloadavg()[0], "presets": {},
     }
-    header = (f"{'preset / run':<40}{'baseline s':>11}{'1 thread s':>11}{f'{W} threads s':>13}"
-              f"{'ratio 1t':>9}{f'ratio {W}t':>9}{'floor 1t/Wt s':>15}")
     print(f"Chen et al. presets, {S} seeds x {N} samples, overlap metric included; baseline = "
-          f"published arithmetic per seed ({B} seeds timed, scaled to {S})")
-    print(header)
+          f"published arithmetic per seed ({B} seeds timed, scaled to {S}); wall seconds, and "
+          f"the CPU-time ratio at 1 thread (robust to other load)")
+    print(f"{'preset / run':<42}{'baseline':>9}{'engine 1t':>10}{f'engine {W}t':>10}"
+          f"{'wall 1t':>8}{f'wall {W}t':>8}{'cpu 1t':>8}{'floor 1t/Wt':>13}")
     for name in args.presets:
         preset = PRESETS[name]
         T = preset.steps
-        floor = {w: _seconds(partial(_floor, S, T, N, w), args.repeat) for w in (1, W)}
+        floor = {w: _seconds(partial(_floor, S, T, N, w), args.repeat)[0] for w in (1, W)}
         fn = reference.two_mode if preset.variant == "two-mode" else reference.single_mode
         eps = model.DENSITY_FLOOR if preset.floors else 0.0
-        totals = np.zeros(3)
+        total = np.zeros(5)  # baseline wall, cpu; engine 1t wall, cpu; engine Wt wall
         runs = []
         for method, lr in preset.runs:
-            base = _seconds(partial(_baseline, fn, method, lr, B, T, N, eps), 1) * S / B
-            engine = [
+            base = np.array(_seconds(partial(_baseline, fn, method, lr, B, T, N, eps), 1)) * S / B
+            one, many = (
                 _seconds(partial(run_chen2025, preset.variant, method, lr, T, S, 0, N,
                                  workers=w, floors=preset.floors), args.repeat)
                 for w in (1, W)
-            ]
-            totals += (base, *engine)
-            runs.append({"method": method, "learning_rate": lr, "baseline_s": base,
-                         "engine_1t_s": engine[0], "engine_s": engine[1],
-                         "ratio_1t": base / engine[0], "ratio": base / engine[1]})
-            print(f"{f'{name} {method} lr={lr:g}':<40}{base:>11.2f}{engine[0]:>11.2f}"
-                  f"{engine[1]:>13.2f}{base / engine[0]:>8.1f}x{base / engine[1]:>8.1f}x")
-        print(f"{f'{name} (all runs)':<40}{totals[0]:>11.2f}{totals[1]:>11.2f}{totals[2]:>13.2f}"
-              f"{totals[0] / totals[1]:>8.1f}x{totals[0] / totals[2]:>8.1f}x"
-              f"{f'{floor[1] * len(runs):.2f}/{floor[W] * len(runs):.2f}':>15}")
-        record["presets"][name] = {  # type: ignore[index]
-            "runs": runs, "baseline_s": totals[0], "engine_1t_s": totals[1],
-            "engine_s": totals[2], "ratio_1t": totals[0] / totals[1],
-            "ratio": totals[0] / totals[2], "floor_normals_1t_s": floor[1] * len(runs),
-            "floor_normals_s": floor[W] * len(runs),
-            "engine_over_floor": totals[2] / (floor[W] * len(runs)),
-        }
+            )
+            row = np.array([base[0], base[1], one[0], one[1], many[0]])
+            total += row
+            runs.append(_row(f"{name} {method} lr={lr:g}", row, None,
+                             {"method": method, "learning_rate": lr}))
+        n = len(preset.runs)
+        entry = _row(f"{name} (all runs)", total, (floor[1] * n, floor[W] * n), {})
+        entry["runs"] = runs
+        entry["engine_over_normals_floor"] = total[4] / (floor[W] * n)
+        record["presets"][name] = entry  # type: ignore[index]
+    record["load_average_end"] = os.getloadavg()[0]
     line = json.dumps(record)
     print(line)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
