@@ -127,15 +127,13 @@ def single_mode(
             break
         if method == "forward_kl":
             x = gen.normal(model.TARGET_NEW[0], model.TARGET_NEW[1], size=samples)
-            d_mu, d_s = (x - mu) / s**2, (x - mu) ** 2 / s**3 - 1 / s
-            mu += lr * np.mean(d_mu)
-            s += lr * np.mean(d_s)
+            signal = np.ones(samples)  # descent on -log q: the mean score itself
         else:
             x = gen.normal(mu, s, size=samples)
             q = norm.pdf(x, mu, s) + eps
-            reward = np.log(norm.pdf(x, *model.TARGET_NEW) / q / model.REWARD_SCALE + eps)
-            d_mu, d_s = (x - mu) / s**2, (x - mu) ** 2 / s**3 - 1 / s
-            mu += lr * np.mean(reward * d_mu)
-            s += lr * np.mean(reward * d_s)
+            signal = np.log(norm.pdf(x, *model.TARGET_NEW) / q / model.REWARD_SCALE + eps)
+        d_mu, d_s = (x - mu) / s**2, (x - mu) ** 2 / s**3 - 1 / s
+        mu += lr * float(np.mean(signal * d_mu))
+        s += lr * float(np.mean(signal * d_s))
         s = max(s, model.STD_FLOOR)
     return np.array(hist), np.array(acc_old), np.array(acc_new)
