@@ -105,6 +105,18 @@ def _weighted_moments(f: Array, z: Array, order: int) -> Array:
     return out
 
 
+def _dot_moments(f: Array, z: Array, zz: Array) -> Array:
+    """mean(f z^j) for j = 0, 1, 2, ``[S, 3]``, given ``zz = z * z``: per-seed dot products
+    (BLAS), about 2.5x faster than :func:`_weighted_moments`, which the clean gradients keep so
+    that their numbers stay bit-identical."""
+    out = np.empty(f.shape[:-1] + (3,))
+    out[:, 0] = f.sum(axis=-1)
+    out[:, 1] = (f[:, None, :] @ z[:, :, None])[:, 0, 0]
+    out[:, 2] = (f[:, None, :] @ zz[:, :, None])[:, 0, 0]
+    out /= f.shape[-1]
+    return out
+
+
 def _quadratic(z: Array, a: Array, b: Array, c: Array) -> Array:
     """a z^2 + b z + c with per-seed coefficients ``[S]`` and ``z [S, n]``."""
     out = a[:, None] * z
@@ -224,8 +236,9 @@ def forward_kl_grad_two_mode_floored(theta: Array, z: Array) -> Array:
     np.reciprocal(inv, out=inv)
     q1 *= inv  # r1
     q2 *= inv  # r2
-    rho = _weighted_moments(q1, z, 2)
-    sig = _weighted_moments(q2, z, 2)
+    zz = z * z
+    rho = _dot_moments(q1, z, zz)
+    sig = _dot_moments(q2, z, zz)
     return _forward_from_moments(theta, rho, sig)
 
 
@@ -257,8 +270,9 @@ def reverse_kl_grad_two_mode_floored(theta: Array, z: Array) -> Array:
     v *= inv
     u *= reward
     v *= reward
-    gm = _weighted_moments(u, z, 2)  # mean(R w r1 z^j)
-    rm = _weighted_moments(reward, z, 2)  # mean(R z^j) (w (1 - r1) = 1)
+    zz = z * z
+    gm = _dot_moments(u, z, zz)  # mean(R w r1 z^j)
+    rm = _dot_moments(reward, z, zz)  # mean(R z^j) (w (1 - r1) = 1)
     e = mu2 - mu1
     ascent = np.empty_like(theta)
     ascent[:, 0] = gm[:, 0] / pi1 - v.mean(axis=-1) / (1.0 - pi1)
@@ -283,5 +297,5 @@ def reverse_kl_grad_single_mode_floored(theta: Array, z: Array) -> Array:
     ratio /= den
     ratio /= REWARD_SCALE
     reward = _log_plus_floor(ratio)
-    rm = _weighted_moments(reward, z, 2)
+    rm = _dot_moments(reward, z, z * z)
     return -np.stack([rm[:, 1] / s, (rm[:, 2] - rm[:, 0]) / s], axis=-1)
