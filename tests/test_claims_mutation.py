@@ -48,13 +48,14 @@ def _scaled(module: Any, name: str, factor: float) -> Patch:
     return apply
 
 
-def _flip_weight_gradient(mp: pytest.MonkeyPatch) -> None:
-    """Sign error in the weight component of the reverse-KL gradient."""
+def _target_without_old_mode(mp: pytest.MonkeyPatch) -> None:
+    """The reverse-KL target built with (almost) no old component: alpha -> 1e-3."""
     original = population.reverse_kl_gradient
 
     def mutated(learner: Any, target: Any) -> MixtureParams:
-        g = original(learner, target)
-        return MixtureParams(-g.weight_old, g.mean_old, g.mean_new)
+        weak = target.with_params(np.full_like(np.asarray(target.weight_old, float), 1e-3),
+                                  target.mean_old, target.mean_new)
+        return original(learner, weak)
 
     mp.setattr(population, "reverse_kl_gradient", mutated)
 
@@ -95,6 +96,14 @@ def _biased_kl(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(c1, "gaussian_kl", lambda *a, **k: 1.02 * original(*a, **k))
 
 
+def _chen_exact_sign(mp: pytest.MonkeyPatch) -> None:
+    """Sign error in the exact reverse-KL gradient of the Chen et al. toy (ascent, not descent)."""
+    from forgetlab.chen2025 import exact
+
+    original = exact.reverse_kl_grad_two_mode
+    mp.setattr(exact, "reverse_kl_grad_two_mode", lambda theta: -original(theta))
+
+
 MUTATIONS: list[tuple[str, str, Patch, str]] = [
     # (claim, mutation, patch, text of a check that must fail)
     ("C1", "drift loss KL 2% too large", _biased_kl, "KL(p_old||phi(m_o))"),
@@ -111,7 +120,10 @@ MUTATIONS: list[tuple[str, str, Patch, str]] = [
     ("C7", "biased importance weights (x 1.05)", _biased_weights, "mean IW gradient"),
     ("C8", "ball success probability 2% too large",
      _scaled(near_policy, "ball_success_probability", 1.02), "TTT"),
-    ("C9", "sign error in the reverse-KL weight gradient", _flip_weight_gradient, "direction"),
+    ("C9", "reverse-KL target built without its old component", _target_without_old_mode,
+     "direction"),
+    ("Chen2025", "sign error in the exact reverse-KL gradient", _chen_exact_sign,
+     "exact reverse KL"),
 ]
 
 

@@ -49,10 +49,16 @@ def _drift_loss(res: ClaimResult, rng: np.random.Generator, n: int, ax: Panel) -
     log_ratio = 0.5 * (quad_m - quad_a)  # log phi(x; a) - log phi(x; m_o), [k, n]
     mc = log_ratio.mean(axis=1)
     se = log_ratio.std(axis=1, ddof=1) / np.sqrt(n)
-    for d_k, e_k, m_k, s_k in zip(deltas, exact, mc, se, strict=True):
-        res.check(f"KL(p_old||phi(m_o)) at delta={d_k:g}", e_k, m_k, N_SIGMA * s_k,
-                  "Monte Carlo standard error",
-                  predicted_by="closed form", measured_by="Monte Carlo", independent=True)
+    # one sample serves every delta, so the five comparisons are one check: the worst of them
+    z = np.abs(mc - exact) / se
+    worst = int(np.argmax(z))
+    res.check(f"KL(p_old||phi(m_o)) = delta^2/2, worst of delta={list(deltas)} "
+              f"(delta={deltas[worst]:g})", exact[worst], mc[worst], N_SIGMA * se[worst],
+              "Monte Carlo standard error",
+              predicted_by="closed form", measured_by="Monte Carlo", independent=True)
+    res.notes.append("drift loss by delta (exact, Monte Carlo +- s.e.): " + "; ".join(
+        f"{d_k:g}: {e_k:.4f}, {m_k:.4f} +- {s_k:.4f}"
+        for d_k, e_k, m_k, s_k in zip(deltas, exact, mc, se, strict=True)))
     ax.series(deltas, exact, mc, se)
     ax.label("drift delta = D(m_o, a) [Mahalanobis units]", "KL(p_old || phi(.; m_o)) [nats]",
           "quality loss of drift = delta^2 / 2")

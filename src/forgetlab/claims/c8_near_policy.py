@@ -19,7 +19,17 @@ TTT-Discover (population, fixed gamma, 0/1 reward on a ball around b):
    (:func:`tilt_log_odds`) up to t (e^gamma - 1) P_old(success) (the neglected old-mode success).
 5. A reward that also credits the old task (credit_old): Z_o = Z_n, the odds do not move.
 6. With a KL anchor kappa > 0 the mass stays near the exact anchored tilt
-   (:func:`anchored_retained_log_odds`, reported) and far above the unanchored run (checked).
+   (:func:`anchored_retained_log_odds`) and far above the unanchored run (checked). The exact
+   anchored exponent g and its first-order form gamma / kappa predict different masses; the
+   converged run must lie nearer the exact one: |beta_T - exact| <= half the gap between the
+   two predictions (pass), and the first-order prediction is rejected (|beta_T - first order|
+   above that half gap).
+2b. SDFT lam_demo = 0 in finite batches (forward divergence, no baseline, so the estimator's
+   noise does not vanish at q = teacher): the old mean performs a random walk, E[delta_t^2]
+   grows with slope (tau / (tau + S_o))^2 v (:func:`random_walk_slope`), v the Mahalanobis
+   variance of one step's noise measured by Monte Carlo on independent batches at the start.
+   The per-seed least-squares slope of delta_t^2 on the early window (the noise grows as q
+   leaves its teacher) is averaged over seeds and checked within 4 standard errors.
 OAPL (finite batch, linear reward r = w x, tau = 2, lag L):
 7. Each synchronisation applies the linear tilt (:func:`linear_tilt`): both means move by
    Sigma w / tau and the log odds by w (m_o - m_n) / tau. V_hat's finite-G bias is O(1/G), so
@@ -35,7 +45,9 @@ from forgetlab import population
 from forgetlab.claims.base import ClaimContext, ClaimResult, new_result, sim_config
 from forgetlab.claims.figures import Panel
 from forgetlab.dynamics import simulate
-from forgetlab.mixture import TwoModeMixture
+from forgetlab.methods import make_method
+from forgetlab.methods.base import Problem, Streams
+from forgetlab.mixture import MixtureParams, TwoModeMixture
 from forgetlab.theory import near_policy as npl
 
 STATEMENT = (
@@ -116,6 +128,48 @@ def _sdft(res: ClaimResult, ctx: ClaimContext, axes: list[Panel]) -> None:
           "SDFT with reweighting nu")
 
 
+def _sdft_walk(res: ClaimResult, ctx: ClaimContext, ax: Panel) -> None:
+    """lam_demo = 0, finite batch: random-walk slope of the old mean against the theory."""
+    lr, tau, beta0, sep, batch = 0.5, 0.1, 0.5, 6.0, 8
+    seeds, steps, window = ctx.profile.pick(300, 1000), 60, (10, 60)
+    knobs = {"lam_demo": 0.0, "tau_ema": tau, "baseline": "none", "divergence": "forward"}
+    problem = {"separation": sep, "beta0": beta0, "learner_new_mean": [4.0]}
+    cfg = sim_config(method="sdft", knobs=knobs, regime="finite", steps=steps, stride=1,
+                     learning_rate=lr, batch_size=batch, seeds=seeds, seed=ctx.seed,
+                     exact_metrics=False, problem=problem)
+    tr = simulate(cfg)
+    delta2 = (tr.mean_old[0, :, :, 0] - tr.target_mean_old[0, 0, 0, 0]) ** 2  # [S, T]
+    sel = (tr.steps >= window[0]) & (tr.steps <= window[1])
+    slopes = np.polyfit(tr.steps[sel], delta2[:, sel].T, 1)[0]
+    measured, se = slopes.mean(), slopes.std(ddof=1) / np.sqrt(seeds)
+    target, initial = cfg.problem.target(), cfg.problem.initial()
+    n = 20 * seeds
+    prob = Problem(TwoModeMixture(np.full((1, 1), target.weight_old), target.mean_old,
+                                  target.mean_new, target.cov),
+                   TwoModeMixture(np.full((1, 1), initial.weight_old), initial.mean_old,
+                                  initial.mean_new, initial.cov), batch)
+    method = make_method("sdft", **knobs)
+    params = MixtureParams(np.full((1, n), float(initial.weight_old)),
+                           np.broadcast_to(initial.mean_old, (1, n, 1)),
+                           np.broadcast_to(initial.mean_new, (1, n, 1)))
+    out = method.gradient(prob, params, method.init_state(prob, params), 0,
+                          Streams([ctx.seed + 5], [0], n))
+    noise = lr**2 * float(np.var(out.grad.mean_old[..., 0], ddof=1))
+    pred = float(npl.random_walk_slope(lr * beta0, tau, noise))
+    res.check(f"SDFT lam_demo=0, B={batch}: slope of E[delta_t^2] on steps {window[0]}-"
+              f"{window[1]} (random walk)", pred, measured, N_SIGMA * se,
+              "Monte Carlo standard error", predicted_by="Monte Carlo",
+              measured_by="finite-batch simulation", independent=True)
+    res.notes.append(f"SDFT lam_demo=0 finite batch: predicted random-walk slope {pred:.4g} "
+                     f"(one-step noise v = {noise:.4g}), measured {measured:.4g} +- {se:.2g}")
+    msd = delta2.mean(0)
+    ax.series(tr.steps, msd[0] + pred * (tr.steps - tr.steps[0]), msd,
+              delta2.std(0, ddof=1) / np.sqrt(seeds),
+              labels=("slope (tau/(tau+S))^2 v", "mean delta_t^2"), name="lam_demo=0")
+    ax.label("step t [iterations]", "E[(m_o - a)^2] [squared Mahalanobis units]",
+             "SDFT lam_demo=0: random walk")
+
+
 def _ttt(res: ClaimResult, ctx: ClaimContext, ax: Panel) -> None:
     steps_em = 25
     knobs = {"adaptive_gamma": False, "gamma": GAMMA, "radius": RADIUS}
@@ -145,6 +199,18 @@ def _ttt(res: ClaimResult, ctx: ClaimContext, ax: Panel) -> None:
     p0 = 0.6 * p_o + 0.4 * p_n
     exact = float(expit(npl.anchored_retained_log_odds(
         logit(0.6), npl.anchored_tilt_exponent(GAMMA, 2.0, p0), p_o, p_n)))
+    first = float(expit(npl.anchored_retained_log_odds(
+        logit(0.6), npl.anchored_tilt_exponent(GAMMA, 2.0, p0, linearised=True), p_o, p_n)))
+    beta_t = float(anchored.weight_old[0, 0, -1])
+    half_gap = 0.5 * abs(exact - first)
+    res.check("TTT kappa=2: beta_T vs exact anchored tilt (within half the gap to gamma/kappa)",
+              exact, beta_t, half_gap, "asymptotic correction", predicted_by="closed form",
+              measured_by="population run", independent=True)
+    res.check("TTT kappa=2: |beta_T - first-order tilt gamma/kappa| (rejected: > half gap)",
+              half_gap, abs(beta_t - first), 0.0, "asymptotic correction", kind="lower_bound",
+              predicted_by="closed form", measured_by="population run", independent=True)
+    res.notes.append(f"TTT kappa=2: beta_T {beta_t:.5f}, exact anchored tilt {exact:.5f}, "
+                     f"first-order gamma/kappa tilt {first:.5f}")
     res.check("TTT kappa=2 keeps more old mass than kappa=0 (beta_T ratio >= 1)", 1.0,
               anchored.weight_old[0, 0, -1] / free.weight_old[0, 0, -1], 0.0, "floating point",
               kind="lower_bound",
@@ -204,9 +270,10 @@ def run(ctx: ClaimContext) -> ClaimResult:
                      ttt={"gamma": GAMMA, "radius": RADIUS, "separation": TTT_SEP,
                           "kappa": [0.0, 2.0]},
                      oapl={"tau": 2.0, "reward": "0.5 x", "group_sizes": [16, 64]})
-    fig = res.figure(4, title="C8: near-on-policy methods")
+    fig = res.figure(5, title="C8: near-on-policy methods")
     axes = fig.panels
     _sdft(res, ctx, axes[:2])
     _ttt(res, ctx, axes[2])
     _oapl(res, ctx, axes[3])
+    _sdft_walk(res, ctx, axes[4])
     return res
