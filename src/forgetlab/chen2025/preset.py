@@ -21,7 +21,17 @@ _DESCRIPTIONS = {
 
 def _runner(name: str) -> Callable[[int | None, int | None, bool, str | None], None]:
     def run(seeds: int | None, steps: int | None, as_json: bool, plot: str | None) -> None:
-        click.echo(chen2025_cli_summary(name, seeds, as_json, plot, steps=steps))
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        runs = len(PRESETS[name].runs)
+        with Progress(TextColumn(name), BarColumn(), TextColumn("{task.completed}/{task.total} "
+                      "runs"), TimeElapsedColumn(), console=Console(stderr=True),
+                      transient=True) as bar:
+            task = bar.add_task(name, total=runs)
+            text = chen2025_cli_summary(name, seeds, as_json, plot, steps=steps,
+                                        progress=lambda k: bar.update(task, completed=k))
+        click.echo(text)
 
     return run
 

@@ -342,17 +342,22 @@ def run_preset(
     seed: int = 0,
     steps: int | None = None,
     workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> list[ChenResult]:
     """One :class:`ChenResult` per (method, learning rate) of the paper's settings for ``preset``
-    (a key of :data:`PRESETS`); ``steps`` overrides the paper's count."""
+    (a key of :data:`PRESETS`); ``steps`` overrides the paper's count.  ``progress(k)`` is
+    called after the k-th run."""
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
     p = PRESETS[preset]
     steps = p.steps if steps is None else steps
-    return [
-        run_chen2025(p.variant, m, lr, steps, seeds, seed, workers=workers, floors=p.floors)
-        for m, lr in p.runs
-    ]
+    out = []
+    for m, lr in p.runs:
+        out.append(run_chen2025(p.variant, m, lr, steps, seeds, seed, workers=workers,
+                                floors=p.floors))
+        if progress is not None:
+            progress(len(out))
+    return out
 
 
 def report(preset: str, results: list[ChenResult]) -> dict[str, object]:
@@ -436,10 +441,12 @@ def chen2025_cli_summary(
     plot: str | None = None,
     seed: int = 0,
     steps: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> str:
     """What ``forgetlab simulate --preset chen2025-...`` prints (JSON or table); writes the PNG
     ``plot`` when given.  ``seeds`` defaults to DEFAULT_SEEDS, ``steps`` to the paper's."""
-    results = run_preset(preset, DEFAULT_SEEDS if seeds is None else seeds, seed, steps)
+    results = run_preset(preset, DEFAULT_SEEDS if seeds is None else seeds, seed, steps,
+                         progress=progress)
     if plot is not None:
         plot_trajectories(results, plot)
     if as_json:
