@@ -1,4 +1,4 @@
-"""Finite-batch throughput on the chen2025-two-mode preset: engine vs a per-run loop vs the limit.
+"""Finite-batch throughput on chen2025-two-mode-clean: engine vs a per-run loop vs the limit.
 
 Engine: all seeds at once (``forgetlab.chen2025.run.train``), [S, n] standard normals per step.
 Baseline: the same arithmetic written the obvious way, one seed at a time, per-sample
@@ -115,7 +115,7 @@ def main() -> None:
     limit = {w: work / _timed(lambda w=w: limit_run(S, T, N, w), args.repeat) for w in {1, W}}
     result: dict[str, object] = {
         "bench": "finite_batch",
-        "preset": "chen2025-two-mode",
+        "preset": "chen2025-two-mode-clean",
         "seeds": S,
         "samples": N,
         "steps": T,
@@ -153,7 +153,7 @@ def main() -> None:
         ref = np.array([baseline_run(method, g, T, N) for g in _gens(4)])
         entry["max_abs_param_diff_vs_baseline"] = float(np.max(np.abs(check - ref)))
         result[method] = entry
-    print(f"chen2025-two-mode finite batch: {S} seeds x {N} samples x {T} steps")
+    print(f"chen2025-two-mode-clean finite batch: {S} seeds x {N} samples x {T} steps")
     print(f"{'run':<32}{'seconds':>10}{'sample-steps/s':>18}{'vs loop':>10}{'of limit':>10}")
     for name, sec, rate, ratio, frac in rows:
         ratio_s = "" if np.isnan(ratio) else f"{ratio:.1f}x"

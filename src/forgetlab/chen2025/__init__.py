@@ -2,8 +2,11 @@
 learner with unequal learnable variances trained by forward KL (SFT) or their reverse-KL (RL)
 estimator, with their per-mode overlap metrics, plus descent on the exact reverse KL.
 
-Importing the package registers the presets "chen2025-two-mode" and "chen2025-single-mode" with
-:mod:`forgetlab.presets`, so ``forgetlab simulate --preset chen2025-two-mode`` runs them."""
+Importing the package registers the presets "chen2025-two-mode" and "chen2025-single-mode" (the
+published arithmetic, its 1e-12 floors included) and their "-clean" variants (no floors) with
+:mod:`forgetlab.presets`, so ``forgetlab simulate --preset chen2025-two-mode`` runs them.
+:mod:`forgetlab.chen2025.reference` is the plain per-seed loop of the published arithmetic that
+the engine is tested and benchmarked against."""
 
 from forgetlab.chen2025.exact import reverse_kl_and_grad
 from forgetlab.chen2025.overlap import overlap_accuracy

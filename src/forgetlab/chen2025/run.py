@@ -14,9 +14,11 @@ paper's reading point) and gives the standard error of Drop and Gain across seed
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,21 +29,36 @@ from forgetlab.chen2025.overlap import grid_for, overlap_accuracy
 
 Array = NDArray[np.float64]
 Grad = Callable[[Array, Array], Array]
+_T = TypeVar("_T")
 
 VARIANTS = ("two-mode", "single-mode")
 METHODS = ("forward_kl", "reverse_kl", "exact_reverse_kl")
 GAIN_THRESHOLD = 0.9
 NOISE_BLOCK = 8
+SEED_BLOCK = 32
 DEFAULT_SEEDS = 32
 
-#: The paper's settings: variant, iterations, and the (method, learning rate) runs.
-PRESETS: dict[str, tuple[str, int, tuple[tuple[str, float], ...]]] = {
-    "chen2025-two-mode": (
-        "two-mode",
-        200,
-        (("forward_kl", 0.15), ("forward_kl", 0.01), ("reverse_kl", 0.01)),
-    ),
-    "chen2025-single-mode": ("single-mode", 1000, (("forward_kl", 0.05), ("reverse_kl", 0.005))),
+
+
+@dataclass(frozen=True)
+class ChenPreset:
+    """The paper's settings for one preset: the variant, its iteration count, the (method,
+    learning rate) runs, and whether the published floors (1e-12, model docstring) are used."""
+
+    variant: str
+    steps: int
+    runs: tuple[tuple[str, float], ...]
+    floors: bool
+
+
+_TWO_RUNS = (("forward_kl", 0.15), ("forward_kl", 0.01), ("reverse_kl", 0.01))
+_SINGLE_RUNS = (("forward_kl", 0.05), ("reverse_kl", 0.005))
+#: ``chen2025-*`` reproduce the published arithmetic, floors included; ``-clean`` drop the floors.
+PRESETS: dict[str, ChenPreset] = {
+    "chen2025-two-mode": ChenPreset("two-mode", 200, _TWO_RUNS, True),
+    "chen2025-single-mode": ChenPreset("single-mode", 1000, _SINGLE_RUNS, True),
+    "chen2025-two-mode-clean": ChenPreset("two-mode", 200, _TWO_RUNS, False),
+    "chen2025-single-mode-clean": ChenPreset("single-mode", 1000, _SINGLE_RUNS, False),
 }
 _DEFAULT_LR = {
     ("two-mode", "forward_kl"): 0.15,
@@ -50,11 +67,17 @@ _DEFAULT_LR = {
     ("single-mode", "forward_kl"): 0.05,
     ("single-mode", "reverse_kl"): 0.005,
 }
-_FINITE_GRADS: dict[tuple[str, str], Grad] = {
-    ("two-mode", "forward_kl"): model.forward_kl_grad_two_mode,
-    ("two-mode", "reverse_kl"): model.reverse_kl_grad_two_mode,
-    ("single-mode", "forward_kl"): model.forward_kl_grad_single_mode,
-    ("single-mode", "reverse_kl"): model.reverse_kl_grad_single_mode,
+#: (variant, method, floors) -> finite-batch gradient.  Single-mode forward KL never uses the
+#: floored density, so both entries are the same function.
+_FINITE_GRADS: dict[tuple[str, str, bool], Grad] = {
+    ("two-mode", "forward_kl", False): model.forward_kl_grad_two_mode,
+    ("two-mode", "reverse_kl", False): model.reverse_kl_grad_two_mode,
+    ("single-mode", "forward_kl", False): model.forward_kl_grad_single_mode,
+    ("single-mode", "reverse_kl", False): model.reverse_kl_grad_single_mode,
+    ("two-mode", "forward_kl", True): model.forward_kl_grad_two_mode_floored,
+    ("two-mode", "reverse_kl", True): model.reverse_kl_grad_two_mode_floored,
+    ("single-mode", "forward_kl", True): model.forward_kl_grad_single_mode,
+    ("single-mode", "reverse_kl", True): model.reverse_kl_grad_single_mode_floored,
 }
 
 
@@ -90,6 +113,7 @@ class ChenResult:
     acc_old: Array
     acc_new: Array
     diverged_step: NDArray[np.int64]
+    floors: bool = False
 
     @property
     def drop(self) -> Array:
@@ -136,15 +160,34 @@ def _noise_blocks(gens: list[np.random.Generator], steps: int, samples: int) -> 
 def _train_serial(
     grad: Grad, init: Array, lr: float, gens: list[np.random.Generator], steps: int, samples: int
 ) -> tuple[Array, NDArray[np.int64]]:
+    """:func:`train` in this thread, SEED_BLOCK seeds at a time (per-step arrays of that many
+    seeds stay in cache; seeds are independent, so the numbers do not depend on it)."""
     n_seeds = len(gens)
-    theta = np.tile(init, (n_seeds, 1))
     traj = np.empty((n_seeds, steps + 1, init.size))
+    diverged = np.full(n_seeds, -1, dtype=np.int64)
+    for lo in range(0, n_seeds, SEED_BLOCK):
+        hi = min(n_seeds, lo + SEED_BLOCK)
+        _train_block(grad, init, lr, gens[lo:hi], samples, traj[lo:hi], diverged[lo:hi])
+    return traj, diverged
+
+
+def _train_block(
+    grad: Grad,
+    init: Array,
+    lr: float,
+    gens: list[np.random.Generator],
+    samples: int,
+    traj: Array,
+    diverged: NDArray[np.int64],
+) -> None:
+    """Projected descent for the seeds of ``gens``, written into ``traj [S, T+1, P]`` and
+    ``diverged [S]``."""
+    theta = np.tile(init, (len(gens), 1))
     traj[:, 0] = theta
     rates = model.learning_rates(lr, init.size)
-    diverged = np.full(n_seeds, -1, dtype=np.int64)
     t = 0
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for block in _noise_blocks(gens, steps, samples):
+        for block in _noise_blocks(gens, traj.shape[1] - 1, samples):
             for k in range(block.shape[1]):
                 new = model.project(theta - rates * grad(theta, block[:, k]))
                 bad = ~np.isfinite(new).all(axis=-1)
@@ -154,7 +197,6 @@ def _train_serial(
                 theta = new
                 t += 1
                 traj[:, t] = theta
-    return traj, diverged
 
 
 def train(
@@ -172,17 +214,29 @@ def train(
     releases the GIL in its array loops and samplers); seeds are independent, so the numbers
     are identical for every ``workers``.
     """
-    groups = [g for g in np.array_split(np.arange(len(gens)), max(1, workers)) if g.size]
-    if len(groups) == 1:
-        return _train_serial(grad, init, lr, gens, steps, samples)
-    with ThreadPoolExecutor(len(groups)) as pool:
-        parts = list(
-            pool.map(
-                lambda g: _train_serial(grad, init, lr, [gens[i] for i in g], steps, samples),
-                groups,
-            )
-        )
+    parts = _in_threads(
+        lambda g: _train_serial(grad, init, lr, [gens[i] for i in g], steps, samples),
+        len(gens),
+        workers,
+    )
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _in_threads(work: Callable[[NDArray[np.int64]], _T], n_seeds: int, workers: int) -> list[_T]:
+    """``work(group)`` for ``workers`` contiguous groups of seed indices, in threads, in order."""
+    groups = [g for g in np.array_split(np.arange(n_seeds), max(1, workers)) if g.size]
+    if len(groups) == 1:
+        return [work(groups[0])]
+    with ThreadPoolExecutor(len(groups)) as pool:
+        return list(pool.map(work, groups))
+
+
+def default_workers() -> int:
+    """Threads used when ``workers`` is not given: the CPU cores available to this process."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _train_exact(init: Array, lr: float, steps: int) -> Array:
@@ -211,7 +265,8 @@ def run_chen2025(
     seeds: int = DEFAULT_SEEDS,
     seed: int = 0,
     samples: int = 1000,
-    workers: int = 1,
+    workers: int | None = None,
+    floors: bool = True,
 ) -> ChenResult:
     """Train the Chen et al. learner and record its overlap metrics at every step.
 
@@ -221,7 +276,11 @@ def run_chen2025(
     default to the paper's (two-mode: 0.15 forward, 0.01 reverse, 200 steps; single-mode: 0.05
     forward, 0.005 reverse, 1000 steps).  ``seeds`` independent runs of ``samples`` draws per
     step, generators spawned from ``SeedSequence(seed)``; ``workers`` threads share the seeds
-    (same numbers for any value).
+    and the overlap metric (same numbers for any value; default: the available cores).
+    ``floors=True`` is the published arithmetic (the 1e-12 floors of
+    :mod:`forgetlab.chen2025.model`, the trapezoid rule in the overlap metric); ``False`` drops
+    the floors and sums the metric's grid (the ``-clean`` presets).  The exact reverse KL has no
+    floors; for it ``floors`` selects only the metric's rule.
 
     >>> run_chen2025("two-mode", "reverse_kl", seeds=4).summary().stop_step is not None
     True
@@ -240,18 +299,28 @@ def run_chen2025(
     seeds = _as_count(seeds, "seeds", 1)
     seed = _as_count(seed, "seed", 0)
     samples = _as_count(samples, "samples", 1)
-    workers = _as_count(workers, "workers", 1)
+    workers = default_workers() if workers is None else _as_count(workers, "workers", 1)
     two = variant == "two-mode"
     init = np.array(model.INIT_TWO_MODE if two else model.INIT_SINGLE_MODE)
+    grid = grid_for(init.size)
     if method == "exact_reverse_kl":
-        params = np.broadcast_to(_train_exact(init, lr, steps), (seeds, steps + 1, 5)).copy()
+        traj = _train_exact(init, lr, steps)
+        acc = overlap_accuracy(traj, grid, trapezoid=floors)
+        params = np.broadcast_to(traj, (seeds, steps + 1, 5)).copy()
+        acc_old, acc_new = (np.broadcast_to(a, (seeds, steps + 1)).copy() for a in acc)
         diverged = np.full(seeds, -1, dtype=np.int64)
     else:
         gens = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(seeds)]
-        params, diverged = train(
-            _FINITE_GRADS[variant, method], init, lr, gens, steps, samples, workers
+        grad = _FINITE_GRADS[variant, method, floors]
+
+        def work(group: NDArray[np.int64]) -> tuple[Array, NDArray[np.int64], Array, Array]:
+            p, div = _train_serial(grad, init, lr, [gens[i] for i in group], steps, samples)
+            return (p, div, *overlap_accuracy(p, grid, trapezoid=floors))
+
+        parts = _in_threads(work, seeds, workers)
+        params, diverged, acc_old, acc_new = (
+            np.concatenate([p[k] for p in parts]) for k in range(4)
         )
-    acc_old, acc_new = overlap_accuracy(params, grid_for(init.size))
     return ChenResult(
         variant=variant,
         method=method,
@@ -263,19 +332,32 @@ def run_chen2025(
         acc_old=acc_old,
         acc_new=acc_new,
         diverged_step=diverged,
+        floors=floors,
     )
 
 
 def run_preset(
-    preset: str, seeds: int = DEFAULT_SEEDS, seed: int = 0, steps: int | None = None
+    preset: str,
+    seeds: int = DEFAULT_SEEDS,
+    seed: int = 0,
+    steps: int | None = None,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> list[ChenResult]:
     """One :class:`ChenResult` per (method, learning rate) of the paper's settings for ``preset``
-    ("chen2025-two-mode" or "chen2025-single-mode"); ``steps`` overrides the paper's count."""
+    (a key of :data:`PRESETS`); ``steps`` overrides the paper's count.  ``progress(k)`` is
+    called after the k-th run."""
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
-    variant, paper_steps, runs = PRESETS[preset]
-    steps = paper_steps if steps is None else steps
-    return [run_chen2025(variant, m, lr, steps, seeds, seed) for m, lr in runs]
+    p = PRESETS[preset]
+    steps = p.steps if steps is None else steps
+    out = []
+    for m, lr in p.runs:
+        out.append(run_chen2025(p.variant, m, lr, steps, seeds, seed, workers=workers,
+                                floors=p.floors))
+        if progress is not None:
+            progress(len(out))
+    return out
 
 
 def report(preset: str, results: list[ChenResult]) -> dict[str, object]:
@@ -297,6 +379,7 @@ def report(preset: str, results: list[ChenResult]) -> dict[str, object]:
     seeds = results[0].params.shape[0] if results else 0
     return {
         "preset": preset,
+        "floors": PRESETS[preset].floors if preset in PRESETS else None,
         "seeds": seeds,
         "seed": results[0].seed if results else 0,
         "runs": runs,
@@ -306,9 +389,11 @@ def report(preset: str, results: list[ChenResult]) -> dict[str, object]:
 def summary_table(preset: str, results: list[ChenResult]) -> str:
     """A plain-text table: Drop and Gain (mean +- standard error over seeds) at Gain >= 0.9."""
     seeds = results[0].params.shape[0] if results else 0
+    floors = bool(results) and results[0].floors
+    arithmetic = "published arithmetic, 1e-12 floors" if floors else "no floors"
     lines = [
         f"{preset}: drop and gain at the first step where the seed-mean gain >= "
-        f"{GAIN_THRESHOLD} ({seeds} seeds, mean +- s.e.)",
+        f"{GAIN_THRESHOLD} ({seeds} seeds, mean +- s.e.; {arithmetic})",
         f"{'method':<18}{'lr':>8}{'stop step':>11}{'drop':>20}{'gain':>20}",
     ]
     for res in results:
@@ -356,10 +441,12 @@ def chen2025_cli_summary(
     plot: str | None = None,
     seed: int = 0,
     steps: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> str:
     """What ``forgetlab simulate --preset chen2025-...`` prints (JSON or table); writes the PNG
     ``plot`` when given.  ``seeds`` defaults to DEFAULT_SEEDS, ``steps`` to the paper's."""
-    results = run_preset(preset, DEFAULT_SEEDS if seeds is None else seeds, seed, steps)
+    results = run_preset(preset, DEFAULT_SEEDS if seeds is None else seeds, seed, steps,
+                         progress=progress)
     if plot is not None:
         plot_trajectories(results, plot)
     if as_json:

@@ -222,9 +222,9 @@ def _rate(res: ClaimResult, steps: np.ndarray, beta: np.ndarray, pred: np.ndarra
             law = theory.asymptotic_weight(steps[1:], d, STEP, corrected=True)
             plain = theory.asymptotic_weight(steps[1:], d, STEP, corrected=False)
             p_law, p_plain = _two_point(steps[1:], law), _two_point(steps[1:], plain)
-            tol = abs(p_law - p_plain)
+            tol = float(abs(p_law - p_plain))
             res.check(f"decay exponent, Delta={d:g}, beta0={b0:g}: t^(-1/2) law (corrected "
-                      f"asymptotic)", p_law, p_run[c], tol, "asymptotic correction",
+                      f"asymptotic)", float(p_law), p_run[c], tol, "asymptotic correction",
                       predicted_by="closed form", measured_by="population run",
                       independent=True)
         res.notes.append(f"rate, Delta={d:g}, beta0={b0:g}: two-point exponent on [T/2, T] "

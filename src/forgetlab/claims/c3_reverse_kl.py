@@ -135,7 +135,7 @@ def _hard_start(res: ClaimResult, ctx: ClaimContext, ax: Panel) -> None:
     dist = np.linalg.norm(theta[-1] - star)
     tol = r_k / (1.0 - r_k) * float(np.linalg.norm(theta[-1] - theta[-2])) + ENGINE_FLOOR
     res.check(f"hard start Delta={HARD['separation']:g}, beta0={HARD['beta0']:g}: distance to "
-              f"theta* after {steps} steps", 0.0, dist, tol, "iteration error",
+              f"theta* after {steps} steps", 0.0, float(dist), tol, "iteration error",
               predicted_by="closed form", measured_by="population run", independent=True)
     res.notes.append(
         f"hard start (Delta={HARD['separation']:g}, beta0={HARD['beta0']:g}, m_n(0) = a + "

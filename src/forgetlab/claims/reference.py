@@ -128,8 +128,9 @@ def _centers(*means: Array) -> Array:
 
 def _data_density(weights: Array, means: Array, cov: Array, x: Array) -> Array:
     """sum_c w_c N(x; mu_c, Sigma) on the grid; weights ``[K, C]``, means ``[K, C, d]``."""
-    return sum(weights[:, c, None] * np.exp(_log_phi(x, means[:, c], cov))
-               for c in range(weights.shape[1]))
+    parts = [weights[:, c, None] * np.exp(_log_phi(x, means[:, c], cov))
+             for c in range(weights.shape[1])]
+    return np.sum(parts, axis=0)
 
 
 def data_gradient(q: Mix, weights: ArrayLike, means: ArrayLike,
