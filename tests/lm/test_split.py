@@ -46,7 +46,7 @@ def _full_kl(table) -> float:
     return sum(pa * math.log(pa / pb) for pa, pb in table.values() if pa > 0)
 
 
-@pytest.mark.parametrize("eos", [None, 4])
+@pytest.mark.parametrize("eos", [None, 0, 4])
 def test_marker_split_identity_matches_brute_force(model_pair, eos) -> None:
     a, b = model_pair
     split = marker_split(a, b, PROMPTS, MARKER, T, exact=True, vocab_size=V, eos_id=eos)
@@ -121,7 +121,7 @@ def test_invalid_inputs() -> None:
         marker_split(lambda x: x, lambda x: x, PROMPTS, MARKER, 3)
 
 
-@pytest.mark.parametrize("eos", [None, 4])
+@pytest.mark.parametrize("eos", [None, 0, 4])
 def test_exact_old_drift_matches_brute_force(model_pair, eos) -> None:
     a, b = model_pair
     drift = exact_old_drift(a, b, PROMPTS, MARKER, T, V, eos_id=eos)
@@ -150,7 +150,7 @@ def _brute_terms(table, is_old) -> dict[str, float]:
             "full": _full_kl(table)}
 
 
-@pytest.mark.parametrize("eos", [None, 4])
+@pytest.mark.parametrize("eos", [None, 0, 4])
 @pytest.mark.parametrize("marker", [(2, 5), (2, 5, 1)])
 def test_multi_token_marker_split_matches_brute_force(model_pair, eos, marker) -> None:
     """Old iff the answer starts with several tokens: every term against enumeration."""

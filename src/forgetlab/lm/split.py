@@ -213,8 +213,8 @@ def _continuation_kls(
     if eos_id is None:
         counts = after.expand(answers.shape[0], -1)
     else:
-        before = torch.cat([torch.zeros_like(answers[:, :1]), answers[:, :-1]], dim=1)
-        counts = after & ((before == eos_id).long().cumsum(dim=1) == 0)
+        ended = (answers[:, :-1] == eos_id).long().cumsum(dim=1) > 0  # EOS among 0..t-1
+        counts = after & ~torch.cat([torch.zeros_like(ended[:, :1]), ended], dim=1)
     kls = (token_kl(lb, lt) * counts).sum(-1)
     tok = lb.gather(-1, answers[..., None]).squeeze(-1)
     upto = t_len if weight_upto is None else weight_upto
@@ -320,7 +320,7 @@ def marker_split(
         counts = torch.tensor([o.numel() for o in olds])
         if target_se is None:
             break
-        worst = torch.maximum(m0 * old_se, (1 - m0) * new_se)
+        worst = torch.maximum(m0 * old_se, (1 - m0) * new_se).cpu()
         todo = ((worst > target_se) & (counts < cap)).nonzero().flatten()
         if todo.numel() == 0:
             break
