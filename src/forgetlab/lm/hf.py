@@ -198,7 +198,7 @@ class HFLogits:
         self.model, self.batch_size = model, batch_size
         self.device = next(model.parameters()).device
         # transformers >= 5.2x names the KV cache ``cache``; older releases ``past_key_values``
-        params = inspect.signature(model.forward).parameters
+        params = inspect.signature(type(model).forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
@@ -424,10 +424,17 @@ def measure_models(
     prep = prepare_prompts(tokenizer, prompts, marker=marker, max_new_tokens=max_new_tokens,
                            context=context_length(base), chat_template=chat_template)
     base_fn, tuned_fn = logits_fn(base, batch_size), logits_fn(tuned, batch_size)
-    split = split_models(base_fn, tuned_fn, tokenizer, prep, classify=classify,
-                         max_new_tokens=max_new_tokens, n_samples=n_samples,
-                         gen=torch.Generator().manual_seed(seed), target_se=target_se,
-                         max_samples=max_samples, progress=progress)
+    modes = [(m, m.training) for m in (base, tuned)]
+    for m, _ in modes:
+        m.eval()  # no dropout while measuring
+    try:
+        split = split_models(base_fn, tuned_fn, tokenizer, prep, classify=classify,
+                             max_new_tokens=max_new_tokens, n_samples=n_samples,
+                             gen=torch.Generator().manual_seed(seed), target_se=target_se,
+                             max_samples=max_samples, progress=progress)
+    finally:
+        for m, training in modes:
+            m.train(training)
     summary = split.summary()
     warnings = []
     if marker is not None:
