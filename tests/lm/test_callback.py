@@ -102,3 +102,22 @@ def test_without_trainer_appends_to_history(dirs) -> None:
     assert abs(state.log_history[-1]["forgetting/full_kl"]) < 1e-9  # the model is its base
     with pytest.raises(ValueError, match="exactly one"):
         ForgettingCallback(tok, hf_models.PROMPTS)
+
+
+def test_trl_grpo_run_logs_forgetting(dirs, tmp_path: Path) -> None:
+    """On-policy RL rewarding the new mode: the callback sees the old mass fall."""
+    trl = pytest.importorskip("trl")
+    model, tok = load_causal_lm(dirs["base"])
+    tok.padding_side = "left"
+
+    def reward(completions, **kw):  # type: ignore[no-untyped-def]
+        return [float(c.startswith(" B")) for c in completions]
+
+    args = trl.GRPOConfig(**_args(tmp_path), num_generations=4, max_completion_length=4)
+    trainer = trl.GRPOTrainer(model=model, reward_funcs=reward, args=args, processing_class=tok,
+                              train_dataset=datasets.Dataset.from_dict(
+                                  {"prompt": hf_models.PROMPTS * 4}))
+    cb = ForgettingCallback(tok, hf_models.PROMPTS, marker=" A", every_n_steps=2,
+                            max_new_tokens=3, n_samples=8).attach(trainer)
+    trainer.train()
+    _check_logged(trainer.state.log_history, cb, trainer.model, tok, dirs["base"])

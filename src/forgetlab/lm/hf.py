@@ -203,7 +203,8 @@ class HFLogits:
 
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
         ids = ids.to(self.device)
-        return torch.cat([self.model(input_ids=c).logits
+        # no padding anywhere: an all-ones attention mask (says so to transformers)
+        return torch.cat([self.model(input_ids=c, attention_mask=torch.ones_like(c)).logits
                           for c in ids.split(self.batch_size)])
 
     @torch.no_grad()
@@ -216,13 +217,16 @@ class HFLogits:
         firsts = None if first is None else first.reshape(-1).split(self.batch_size)
         out = []
         for c, chunk in enumerate(prompts.split(self.batch_size)):
-            past, pending = None, chunk
+            past, pending, seen = None, chunk, 0
             toks = []
             for t in range(length):
                 if t == 0 and firsts is not None:
                     nxt = firsts[c].reshape(-1, 1).to(self.device)
                 else:
-                    res = self.model(input_ids=pending, use_cache=True,
+                    seen += pending.shape[1]
+                    mask = torch.ones((pending.shape[0], seen), dtype=torch.long,
+                                      device=self.device)
+                    res = self.model(input_ids=pending, attention_mask=mask, use_cache=True,
                                      **{self._cache_kw: past})
                     past = getattr(res, "cache", None)
                     if past is None:
