@@ -89,7 +89,7 @@ def load_causal_lm(path: Path, field: str = "model", *, device: str = "cpu",
     except (OSError, ValueError, KeyError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{field}: cannot load a causal LM from {path}: {first}") from err
-    model.to(dev)
+    model = model.to(dev)  # type: ignore[arg-type]
     model.eval()
     return model, tokenizer
 
@@ -293,6 +293,7 @@ def text_classifier(
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """``classify(answers, mask) -> bool [K]`` from a regular expression (``re.search`` on the
     decoded answer) or a callable on the decoded answer text."""
+    fn: Callable[[str], bool]
     if isinstance(classifier, str):
         try:
             pattern = re.compile(classifier)
@@ -353,12 +354,11 @@ def split_models(
     order = [i for rows, _ in parts for i in rows]
     merged = Split.cat([s for _, s in parts])
     inverse = torch.argsort(torch.tensor(order))
-    return Split(**{k: None if v is None else v[inverse] for k, v in vars(merged).items()})
+    return merged.map(lambda v: v[inverse])
 
 
 def _to_cpu(split: Split) -> Split:
-    return Split(**{k: None if v is None else v.detach().double().cpu()
-                    for k, v in vars(split).items()})
+    return split.map(lambda v: v.detach().double().cpu())
 
 
 @torch.no_grad()

@@ -40,6 +40,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 
@@ -102,11 +103,19 @@ class Split:
     @classmethod
     def cat(cls, splits: Sequence[Split]) -> Split:
         """The per-prompt rows of several splits, one after the other."""
-        out = {}
+        out: dict[str, Any] = {}
         for f in fields(cls):
             parts = [getattr(s, f.name) for s in splits]
             out[f.name] = None if any(p is None for p in parts) else torch.cat(parts)
         return cls(**out)
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Split:
+        """A split with ``fn`` applied to every per-prompt tensor (e.g. reorder, move)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = None if v is None else fn(v)
+        return Split(**out)
 
     def rows(self) -> list[dict[str, float]]:
         """One dict per prompt with every term, its standard error and the diagnostics."""
@@ -176,7 +185,7 @@ def _check_adaptive(n_samples: int, target_se: float | None, max_samples: int | 
 
 def draw(
     logits_fn: LogitsFn, prompts: torch.Tensor, length: int, gen: torch.Generator,
-    **kw: torch.Tensor | None,
+    **kw: Any,
 ) -> torch.Tensor:
     """:func:`~forgetlab.lm.sampling.sample_answers`, or the model's own (e.g. KV-cached)
     ``logits_fn.sample_answers`` with the same signature and random draws when it has one."""
