@@ -142,6 +142,8 @@ def measure(base_dir: Path, tuned_dir: Path, prompts_file: Path, marker: str | N
         raise ValueError(f"batch-size: must be >= 1, got {batch_size}")
     if threads is not None and threads < 1:
         raise ValueError(f"threads: must be >= 1, got {threads}")
+    if target_se is not None and not target_se > 0:
+        raise ValueError(f"target-se: must be > 0, got {target_se}")
     if max_samples is not None and (target_se is None or max_samples < samples):
         raise ValueError(f"max-samples: needs --target-se and must be >= --samples ({samples})")
     if plot is not None and plot.suffix.lower() not in (".png", ".pdf", ".svg"):
