@@ -121,3 +121,38 @@ def test_trl_grpo_run_logs_forgetting(dirs, tmp_path: Path) -> None:
                             max_new_tokens=3, n_samples=8).attach(trainer)
     trainer.train()
     _check_logged(trainer.state.log_history, cb, trainer.model, tok, dirs["base"])
+
+
+def test_cache_hit_is_the_draw_a_miss_makes(dirs) -> None:
+    from forgetlab.lm.callback import CachedLogits
+    from forgetlab.lm.hf import HFLogits
+
+    model, tok = load_causal_lm(dirs["base"])
+    cached = CachedLogits(HFLogits(model))
+    ids = torch.tensor([tok.encode("Q: 12 =")]).repeat(6, 1)
+    allow = torch.ones(len(tok), dtype=torch.bool)
+    other = allow.clone()
+    other[tok.encode(" A")] = False  # differs in one entry: must not share a cache entry
+    g1, g2, g3 = (torch.Generator().manual_seed(0) for _ in range(3))
+    a = cached.sample_answers(ids, 4, g1, first_allowed=allow)
+    b = cached.sample_answers(ids, 4, g2, first_allowed=allow)
+    assert torch.equal(a, b) and cached.hits == 1
+    assert torch.equal(g1.get_state(), g2.get_state())  # the hit leaves the generator as a miss
+    cached.sample_answers(ids, 4, g3, first_allowed=other)
+    assert cached.misses == 2
+    assert torch.equal(cached(ids), cached(ids)) and cached.hits == 2
+    tiny = CachedLogits(HFLogits(model), limit_mb=0.0)  # over budget: recomputed, not stored
+    assert torch.equal(tiny(ids), cached(ids)) and tiny.used == 0
+
+
+def test_a_given_base_model_is_left_as_it_is(dirs) -> None:
+    """The callback must not freeze or switch the mode of a base model it was handed (a
+    later copy of it would not train)."""
+    model, tok = load_causal_lm(dirs["tuned"])
+    base, _ = load_causal_lm(dirs["base"])
+    base.train()
+    cb = ForgettingCallback(tok, hf_models.PROMPTS[:2], marker=" A", base_model=base,
+                            max_new_tokens=2, n_samples=2)
+    out = cb.measure(model)
+    assert out["forgetting/full_kl"] > 0
+    assert base.training and all(p.requires_grad for p in base.parameters())

@@ -95,7 +95,7 @@ class CachedLogits:
     def sample_answers(self, prompts: torch.Tensor, length: int, gen: torch.Generator,
                        **kw: Any) -> torch.Tensor:
         key = _key("sample", prompts, length, gen.get_state(),
-                   *[(k, v) for k, v in sorted(kw.items())])
+                   *[x for k, v in sorted(kw.items()) for x in (k, v)])
         if key in self._store:
             self.hits += 1
             out, state = self._store[key]
@@ -160,11 +160,11 @@ class ForgettingCallback(TrainerCallback):
         """Freeze the reference (a copy of ``model`` unless ``base_model`` was given) and
         tokenise the prompts; called at the start of training, or by the first measurement."""
         base = self.base_model
-        if base is None:
+        if base is None:  # our own copy: frozen; a given base model is left as it is
             base = frozen_copy(model)
-        base.eval()
-        for p in base.parameters():
-            p.requires_grad_(False)
+            base.eval()
+            for p in base.parameters():
+                p.requires_grad_(False)
         self.base_model = base
         self.base_fn = CachedLogits(HFLogits(base, self.batch_size), self.cache_mb)
         self._prep = prepare_prompts(self.tokenizer, self.prompts, marker=self.marker,
@@ -179,8 +179,9 @@ class ForgettingCallback(TrainerCallback):
         if self.base_fn is None:
             self.setup(model)
         assert self.base_fn is not None
-        was_training = model.training
-        model.eval()
+        modes = [(m, m.training) for m in (model, self.base_model)]
+        for m, _ in modes:
+            m.eval()  # no dropout while measuring
         try:
             split = split_models(
                 self.base_fn, HFLogits(model, self.batch_size), self.tokenizer, self._prep,
@@ -188,7 +189,8 @@ class ForgettingCallback(TrainerCallback):
                 n_samples=self.n_samples, gen=torch.Generator().manual_seed(self.seed),
                 target_se=self.target_se, max_samples=self.max_samples)
         finally:
-            model.train(was_training)
+            for m, training in modes:
+                m.train(training)
         s = split.summary()
         out = {}
         for k in LOGGED:
