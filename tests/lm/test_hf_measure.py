@@ -73,9 +73,10 @@ def test_untokenised_marker_warns_with_the_right_spelling(dirs) -> None:
 
 @pytest.mark.parametrize("swap", [False, True])
 def test_classifier_agrees_with_marker_both_ways(dirs, swap) -> None:
-    """A classifier that reads the marker agrees with the exact marker split within 3 s.e."""
+    """A classifier that reads the marker (no token of this vocabulary other than ' A' starts
+    with the text ' A') agrees with the exact marker split within 3 s.e."""
     base, tuned = ("tuned", "base") if swap else ("base", "tuned")
-    report = measure_split(dirs[base], dirs[tuned], dirs["prompts"], classifier=r"^ A(?!\S)",
+    report = measure_split(dirs[base], dirs[tuned], dirs["prompts"], classifier=r"^ A",
                            max_new_tokens=2, n_samples=300, seed=1)
     for row, ex in zip(report["per_prompt"], _exact(dirs, base, tuned, 2), strict=True):
         for key, se in (("old_mass", "old_mass_se"), ("mass_kl", "mass_kl_se"),
