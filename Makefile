@@ -17,7 +17,7 @@ venv: $(BIN)/forgetlab
 
 $(VENV)/.lm: $(BIN)/forgetlab
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev,lm,sweep]"
+	$(BIN)/pip install -q -e ".[dev,lm,sweep,trl]"
 	touch $@
 
 venv-lm: $(VENV)/.lm

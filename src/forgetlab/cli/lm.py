@@ -92,38 +92,97 @@ def benchmark(methods: str | None, profile: str, settings: str, as_json: bool,
 @click.option("--tuned", "tuned_dir", required=True, type=click.Path(path_type=Path),
               help="Local Hugging Face model directory of the post-trained model.")
 @click.option("--prompts", "prompts_file", required=True, type=click.Path(path_type=Path),
-              help="Text file, one prompt per line (a JSON list of strings also works).")
-@click.option("--marker", default=None, help="Old-mode marker: must be one token.")
+              help="Text file (one prompt per line), JSON list, or .jsonl (strings, "
+                   "{'prompt': ...} or {'messages': [...]}).")
+@click.option("--marker", default=None,
+              help="Old mode: answers that start with this text (one or more tokens; "
+                   "tokenised after the prompt, e.g. ' A').")
 @click.option("--classifier", default=None,
               help="Regular expression: answers it matches (re.search) are old mode.")
+@click.option("--chat-template", is_flag=True,
+              help="Render plain prompts as a user message with the tokenizer's chat "
+                   "template (messages always are).")
 @click.option("--max-new-tokens", type=int, default=16, show_default=True)
 @click.option("--samples", type=int, default=32, show_default=True,
-              help="Samples of the base model per prompt (and mode, with --marker).")
+              help="Samples per prompt: per mode (--marker) or per model (--classifier).")
+@click.option("--target-se", type=float, default=None,
+              help="Add samples per prompt until every term's standard error is at most this.")
+@click.option("--max-samples", type=int, default=None,
+              help="Cap on samples per prompt with --target-se [default: 32 x --samples].")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA when available), cpu, cuda, cuda:N.")
+@click.option("--dtype", default="auto", show_default=True,
+              help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16, "
+                   "float64.")
+@click.option("--batch-size", type=int, default=64, show_default=True,
+              help="Rows per forward pass.")
 @click.option("--threads", type=int, default=None, help="Torch CPU threads [default: all cores].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Also write the full report (summary, per prompt, warnings) as JSON here.")
+@click.option("--plot", type=click.Path(path_type=Path), default=None,
+              help="Write a per-prompt figure of old mass and drift (.png, .pdf or .svg).")
 def measure(base_dir: Path, tuned_dir: Path, prompts_file: Path, marker: str | None,
-            classifier: str | None, max_new_tokens: int, samples: int, seed: int,
-            threads: int | None, as_json: bool) -> None:
+            classifier: str | None, chat_template: bool, max_new_tokens: int, samples: int,
+            target_se: float | None, max_samples: int | None, seed: int, device: str,
+            dtype: str, batch_size: int, threads: int | None, as_json: bool,
+            out: Path | None, plot: Path | None) -> None:
     """Split KL(base || tuned) into mass forgetting, old drift and new change."""
     require_torch()
     import torch
 
-    from forgetlab.lm.hf import measure_split
+    from forgetlab.lm.hf import measure_split, plot_per_prompt
 
+    if (marker is None) == (classifier is None):
+        raise ValueError("marker/classifier: give exactly one of --marker and --classifier")
+    if samples < 2:
+        raise ValueError(f"samples: must be >= 2, got {samples}")
+    if batch_size < 1:
+        raise ValueError(f"batch-size: must be >= 1, got {batch_size}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads: must be >= 1, got {threads}")
+    if target_se is not None and not target_se > 0:
+        raise ValueError(f"target-se: must be > 0, got {target_se}")
+    if max_samples is not None and (target_se is None or max_samples < samples):
+        raise ValueError(f"max-samples: needs --target-se and must be >= --samples ({samples})")
+    if plot is not None and plot.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise ValueError(f"plot: {plot} must end in .png, .pdf or .svg")
     torch.set_num_threads(threads or os.cpu_count() or 1)
-    report = measure_split(base_dir, tuned_dir, prompts_file, marker=marker,
-                           classifier=classifier, max_new_tokens=max_new_tokens,
-                           n_samples=samples, seed=seed)
+    bar, update = _progress(not as_json)
+    with bar:
+        report = measure_split(base_dir, tuned_dir, prompts_file, marker=marker,
+                               classifier=classifier, max_new_tokens=max_new_tokens,
+                               n_samples=samples, seed=seed, chat_template=chat_template,
+                               device=device, dtype=dtype, batch_size=batch_size,
+                               target_se=target_se, max_samples=max_samples, progress=update)
+    for w in report["warnings"]:
+        click.echo(f"warning: {w}", err=True)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1))
+    if plot is not None:
+        plot_per_prompt(report, plot)
     if as_json:
         click.echo(json.dumps(report))
         return
+    click.echo(measure_table(report))
+
+
+def measure_table(report: dict[str, Any]) -> str:
+    """The averaged split of a measure report as a text table with standard errors."""
     s = report["summary"]
-    click.echo(f"mode: {report['mode']}   prompts: {s['prompts']}   samples: {samples}")
-    rows = [("old mass (base)", s["old_mass_base"], None), ("old mass (tuned)", s["old_mass"],
-            s["old_mass_se"]), ("mass KL", s["mass_kl"], None),
-            ("old-component drift KL", s["old_drift_kl"], s["old_drift_kl_se"]),
-            ("new-component change KL", s["new_change_kl"], s["new_change_kl_se"]),
-            ("full KL(base || tuned)", s["full_kl"], s["full_kl_se"])]
-    for name, value, se in rows:
-        click.echo(f"{name:<26}{value:>12.5f}" + (f"  ± {se:.5f}" if se else ""))
+    per = report["per_prompt"]
+    spent = sum(r.get("samples", report["samples"]) for r in per) / max(len(per), 1)
+    head = (f"mode: {report['mode']}   prompts: {s['prompts']}   "
+            f"samples per prompt: {spent:.0f}")
+    if report["mode"] == "marker":
+        head += f"   marker tokens: {report['marker_tokens']}"
+    rows = [("old mass (base)", "old_mass_base"), ("old mass (tuned)", "old_mass"),
+            ("mass KL", "mass_kl"), ("old-component drift KL", "old_drift_kl"),
+            ("new-component change KL", "new_change_kl"), ("full KL(base || tuned)", "full_kl")]
+    lines = [head, f"{'term':<26}{'value':>12}  {'s.e.':>9}"]
+    for name, key in rows:
+        se = s.get(f"{key}_se", 0.0)
+        lines.append(f"{name:<26}{s[key]:>12.5f}  ± {se:.5f}")
+    return "\n".join(lines)

@@ -6,8 +6,9 @@ Modules: :mod:`~forgetlab.lm.model` (a small character-level transformer),
 :mod:`~forgetlab.lm.methods` (post-training methods), :mod:`~forgetlab.lm.target` (reward kinds
 and the explicit two-mode target p*), :mod:`~forgetlab.lm.train` (pre-training
 cache and loop), :mod:`~forgetlab.lm.benchmark` (:func:`run_benchmark`), :mod:`~forgetlab.lm.hf`
-(local Hugging Face models for ``forgetlab lm measure``). Importing this package does not import
-torch; the submodules do.
+(local Hugging Face models for ``forgetlab lm measure``), :mod:`~forgetlab.lm.callback`
+(:class:`ForgettingCallback`: forgetting logged during Trainer and TRL runs). Importing this
+package does not import torch; the submodules do.
 """
 
 from __future__ import annotations
@@ -20,3 +21,12 @@ def require_torch() -> None:
     except ImportError as err:
         raise ValueError(
             "the lm commands need PyTorch: pip install 'forgetlab[lm]'") from err
+
+
+def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    """``forgetlab.lm.ForgettingCallback`` on first use (imports torch and transformers)."""
+    if name == "ForgettingCallback":
+        from forgetlab.lm.callback import ForgettingCallback
+
+        return ForgettingCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
