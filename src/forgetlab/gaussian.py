@@ -19,6 +19,8 @@ Shapes: means are ``[..., d]``; a covariance is a scalar variance, a ``[d]`` dia
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import log_ndtr, ndtr
@@ -31,6 +33,68 @@ Array = NDArray[np.float64]
 def cholesky(cov: ArrayLike, dim: int) -> Array:
     """Lower Cholesky factor L of a validated covariance (``[..., d, d]``), Sigma = L L^T."""
     return np.asarray(np.linalg.cholesky(as_covariance(cov, dim)), dtype=np.float64)
+
+
+class Factorised:
+    """A validated covariance Sigma ``[..., d, d]`` with its Cholesky factor L and L^{-1},
+    computed once and shared (read-only) by every object of the same covariance.
+
+    Mixtures built from one :class:`Factorised` never validate or factorise again, so a
+    training step costs O(d^2) per configuration, not O(d^3).
+    """
+
+    __slots__ = ("cov", "chol", "chol_inv")
+
+    def __init__(self, cov: ArrayLike, dim: int) -> None:
+        self.cov = as_covariance(cov, dim)
+        self.chol = np.asarray(np.linalg.cholesky(self.cov), dtype=np.float64)
+        self.chol_inv = np.linalg.inv(self.chol)
+        for arr in (self.cov, self.chol, self.chol_inv):
+            arr.flags.writeable = False
+        remember_inverse(self.chol, self.chol_inv)
+
+    @property
+    def dim(self) -> int:
+        """d."""
+        return int(self.cov.shape[-1])
+
+    def same(self, other: Factorised) -> bool:
+        """Whether ``other`` holds the same covariance: the same object, or equal entries up to
+        1e-10 relative (checked exactly first, O(d^2); the tolerance only when they differ)."""
+        if other is self:
+            return True
+        if self.dim != other.dim:
+            return False
+        if self.cov.shape == other.cov.shape and np.array_equal(self.cov, other.cov):
+            return True
+        return bool(np.allclose(self.cov, other.cov, rtol=1e-10, atol=0.0))
+
+
+_INVERSES: dict[int, tuple[weakref.ref[Array], weakref.ref[Array]]] = {}
+_MAX_INVERSES = 256
+
+
+def remember_inverse(chol: Array, chol_inv: Array) -> None:
+    """Record L^{-1} for the array object ``chol`` (read by :func:`chol_inverse`); only weak
+    references are kept, so nothing stays alive because of this record."""
+    if len(_INVERSES) >= _MAX_INVERSES:
+        for key in [k for k, (c, i) in _INVERSES.items() if c() is None or i() is None]:
+            del _INVERSES[key]
+        while len(_INVERSES) >= _MAX_INVERSES:
+            _INVERSES.pop(next(iter(_INVERSES)))
+    _INVERSES[id(chol)] = (weakref.ref(chol), weakref.ref(chol_inv))
+
+
+def chol_inverse(chol: Array) -> Array:
+    """L^{-1} for a Cholesky factor ``[..., d, d]``: the recorded inverse when ``chol`` is an
+    array object that a :class:`Factorised` or a mixture handed out (no O(d^3) work), else
+    ``np.linalg.inv`` (the same numbers either way)."""
+    hit = _INVERSES.get(id(chol))
+    if hit is not None and hit[0]() is chol:
+        inv = hit[1]()
+        if inv is not None:
+            return inv
+    return np.linalg.inv(chol)
 
 
 def whiten(x: ArrayLike, chol: Array) -> Array:

@@ -44,8 +44,7 @@ Array = NDArray[np.float64]
 def _check_same_cov(learner: TwoModeMixture, other: TwoModeMixture, name: str) -> None:
     if learner.dim != other.dim:
         raise ValueError(f"{name} has d={other.dim}, the learner has d={learner.dim}")
-    # compare the unbroadcast covariances (a batch of configurations usually shares one)
-    if not np.allclose(learner._cov_base, other._cov_base, rtol=1e-10, atol=0.0):
+    if not learner.same_covariance(other):
         raise ValueError(f"{name}.cov must equal the learner's cov (one shared covariance)")
 
 

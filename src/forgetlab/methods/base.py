@@ -97,6 +97,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from forgetlab._validation import as_finite
+from forgetlab.gaussian import chol_inverse
 from forgetlab.mixture import MixtureParams, TwoModeMixture
 
 Array = NDArray[np.float64]
@@ -183,10 +184,11 @@ class SampleBatch:
     def __init__(self, x: Array, chol: Array) -> None:
         self.x = x
         self.n = x.shape[-2]
-        self.chol_inv = np.linalg.inv(chol)
+        self.chol_inv = chol_inverse(chol)
         self.z = np.einsum("...ij,...nj->...ni", self.chol_inv, x)
         log_det = np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
         self.log_norm = (-0.5 * x.shape[-1] * np.log(2.0 * np.pi) - log_det)[..., None]
+        self._log_probs: dict[int, tuple[TwoModeMixture, tuple[Array, Array, Array]]] = {}
 
     def _white(self, mean: Array) -> Array:
         return np.einsum("...ij,...j->...i", self.chol_inv, mean)
@@ -197,11 +199,20 @@ class SampleBatch:
         return self.log_norm - 0.5 * np.einsum("...i,...i->...", diff, diff)
 
     def log_prob(self, mix: TwoModeMixture) -> tuple[Array, Array, Array]:
-        """(log q, log beta + log phi_o, log(1 - beta) + log phi_n), each ``[C, S, n]``."""
+        """(log q, log beta + log phi_o, log(1 - beta) + log phi_n), each ``[C, S, n]``.
+
+        Computed once per mixture object and batch (an estimator usually needs the learner's
+        log-density twice: in its signal and in its score means); treat the arrays as read-only.
+        """
+        hit = self._log_probs.get(id(mix))
+        if hit is not None and hit[0] is mix:
+            return hit[1]
         with np.errstate(divide="ignore"):
             a_o = np.log(mix.weight_old)[..., None] + self.log_phi(mix.mean_old)
             a_n = np.log1p(-mix.weight_old)[..., None] + self.log_phi(mix.mean_new)
-        return np.logaddexp(a_o, a_n), a_o, a_n
+        parts = (np.logaddexp(a_o, a_n), a_o, a_n)
+        self._log_probs[id(mix)] = (mix, parts)  # the reference keeps id(mix) unique
+        return parts
 
     def score_mean(self, learner: TwoModeMixture, coef: Array,
                    parts: tuple[Array, Array, Array] | None = None) -> MixtureParams:
@@ -267,7 +278,7 @@ class Problem:
 
     def learner(self, params: MixtureParams) -> TwoModeMixture:
         """The learner q_theta for ``params`` with the problem's covariance."""
-        return TwoModeMixture(*params, self.cov)
+        return TwoModeMixture(*params, self.target.factor)
 
 
 # -- outputs and parameter arithmetic ---------------------------------------------------------
