@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import expit
 
 from forgetlab._validation import as_finite, as_means
-from forgetlab.gaussian import Factorised, remember_inverse
+from forgetlab.gaussian import Factorised, factorise, remember_inverse
 
 Array = NDArray[np.float64]
 _LOG_2PI = float(np.log(2.0 * np.pi))
@@ -68,12 +68,7 @@ class TwoModeMixture:
         beta = as_finite(weight_old, "weight_old", low=0.0, high=1.0)
         m_o, m_n = as_means(mean_old, mean_new, names=("mean_old", "mean_new"))
         dim = m_o.shape[-1]
-        if isinstance(cov, Factorised):
-            if cov.dim != dim:
-                raise ValueError(f"cov has d={cov.dim}, the means have d={dim}")
-            factor = cov
-        else:
-            factor = Factorised(cov, dim)
+        factor = factorise(cov, dim)
         self.factor = factor  # validated and factorised once, shared by with_params/swapped
         sigma = factor.cov
         batch = np.broadcast_shapes(beta.shape, m_o.shape[:-1], m_n.shape[:-1], sigma.shape[:-2])
@@ -87,6 +82,7 @@ class TwoModeMixture:
         self.chol: Array = np.broadcast_to(self._chol_base, (*batch, dim, dim))
         self._chol_inv: Array = np.broadcast_to(self._chol_inv_base, (*batch, dim, dim))
         remember_inverse(self.chol, self._chol_inv)
+        self._separation: Array | None = None
 
     def __repr__(self) -> str:
         return (f"TwoModeMixture(batch_shape={self.batch_shape}, dim={self.dim}, "
@@ -143,9 +139,13 @@ class TwoModeMixture:
         return self._to_batch(_times_transpose(z, np.swapaxes(self._chol_inv_base, -1, -2)))
 
     def separation(self) -> Array:
-        """Delta_q = D(m_o, m_n), shape ``[...]``."""
-        diff = (self.mean_new - self.mean_old)[..., None, :]
-        return np.linalg.norm(self.whiten(diff)[..., 0, :], axis=-1)
+        """Delta_q = D(m_o, m_n), shape ``[...]`` (computed once per mixture)."""
+        if self._separation is None:
+            diff = (self.mean_new - self.mean_old)[..., None, :]
+            self._separation = np.linalg.norm(self.whiten(diff)[..., 0, :], axis=-1)
+            if isinstance(self._separation, np.ndarray):
+                self._separation.flags.writeable = False
+        return self._separation
 
     # -- densities ----------------------------------------------------------------------
     def _log_normaliser(self) -> Array:
