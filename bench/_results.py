@@ -28,6 +28,18 @@ def best_time(fn: Callable[[], object], repeat: int) -> float:
     return best
 
 
+def best_times(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """The fastest of ``repeat`` timings of each function, taken in turns (one of each per
+    round), so that a change in the machine's load affects every entry alike."""
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(max(1, repeat)):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
 def git_commit() -> str:
     """The commit hash (``+dirty`` if tracked files differ from it), ``unknown`` outside git."""
     root = Path(__file__).resolve().parent.parent

@@ -2,7 +2,8 @@
 
 Inputs: ``--n`` pairs (m, s), m uniform on [-30, 30] and s uniform on [0, 10] (the range the
 population engine feeds it: u-means and separations Delta_q), for f = sigmoid (and the other
-integrands with ``--kinds``). Timed, the fastest of ``--repeat``, in one process:
+integrands with ``--kinds``). Timed in one process, the fastest of ``--repeat`` rounds
+that time each entry in turn:
 
 - engine: ``quadrature.log_gaussian_expectation(kind, m, s)`` on the whole batch, and on a
   single pair (m, s) = (1, 4), per expectation;
@@ -13,7 +14,7 @@ integrands with ``--kinds``). Timed, the fastest of ``--repeat``, in one process
 
 Prints a table and one JSON line, also appended to ``bench/results/quadrature.jsonl``.
 
-    python bench/quadrature.py [--n 20000] [--repeat 5] [--kinds sigmoid,softplus]
+    python bench/quadrature.py [--n 20000] [--repeat 15] [--kinds sigmoid,softplus]
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import argparse
 import json
 
 import numpy as np
-from _results import append_result, best_time
 from scipy.special import expit
 
+from _results import append_result, best_times
 from forgetlab.quadrature import log_gaussian_expectation
 
 NODES, WEIGHTS = np.polynomial.hermite.hermgauss(32)
@@ -45,8 +46,7 @@ def gauss_hermite(kind: str, m: np.ndarray, s: np.ndarray) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--single-repeat", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--kinds", default="sigmoid,sigmoid_prime,softplus,sigmoid_sq_prime")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -57,12 +57,15 @@ def main() -> None:
     print(f"{'kind':<18}{'engine us/exp':>15}{'GH32 us/exp':>13}{'ratio':>8}"
           f"{'single us':>11}{'GH32 single':>13}{'ratio':>8}{'GH32 max rel err':>18}")
     for kind in args.kinds.split(","):
-        t_eng = best_time(lambda k=kind: log_gaussian_expectation(k, m, s), args.repeat) / args.n
-        t_gh = best_time(lambda k=kind: gauss_hermite(k, m, s), args.repeat) / args.n
-        t_eng1 = best_time(lambda k=kind: [log_gaussian_expectation(k, one_m, one_s)
-                                           for _ in range(20)], args.single_repeat) / 20
-        t_gh1 = best_time(lambda k=kind: [gauss_hermite(k, one_m, one_s) for _ in range(20)],
-                          args.single_repeat) / 20
+        t = best_times({
+            "engine": lambda k=kind: log_gaussian_expectation(k, m, s),
+            "gh": lambda k=kind: gauss_hermite(k, m, s),
+            "engine1": lambda k=kind: [log_gaussian_expectation(k, one_m, one_s)
+                                       for _ in range(20)],
+            "gh1": lambda k=kind: [gauss_hermite(k, one_m, one_s) for _ in range(20)]},
+            args.repeat)
+        t_eng, t_gh = t["engine"] / args.n, t["gh"] / args.n
+        t_eng1, t_gh1 = t["engine1"] / 20, t["gh1"] / 20
         with np.errstate(divide="ignore"):
             err = float(np.max(np.abs(np.expm1(gauss_hermite(kind, m, s)
                                                - log_gaussian_expectation(kind, m, s)))))
