@@ -44,7 +44,7 @@ class Factorised:
     O(d^2) per configuration, not O(d^3).
     """
 
-    __slots__ = ("cov", "chol", "chol_inv", "__weakref__")
+    __slots__ = ("cov", "chol", "chol_inv", "_precision", "_parent", "__weakref__")
 
     def __init__(self, cov: ArrayLike, dim: int) -> None:
         self.cov = as_covariance(cov, dim)
@@ -52,7 +52,30 @@ class Factorised:
         self.chol_inv = np.linalg.inv(self.chol)
         for arr in (self.cov, self.chol, self.chol_inv):
             arr.flags.writeable = False
+        self._precision: Array | None = None
+        self._parent: Factorised | None = None
         remember_inverse(self.chol, self.chol_inv)
+
+    @property
+    def precision(self) -> Array:
+        """Sigma^{-1} = L^{-T} L^{-1} (formed once, on first use): one matrix product per
+        vector instead of two triangular ones."""
+        if self._precision is None:
+            if self._parent is not None:
+                self._precision = np.broadcast_to(self._parent.precision, self.cov.shape)
+            else:
+                prec = np.swapaxes(self.chol_inv, -1, -2) @ self.chol_inv
+                prec = 0.5 * (prec + np.swapaxes(prec, -1, -2))
+                prec.flags.writeable = False
+                self._precision = prec
+        return self._precision
+
+    def precision_times(self, vec: Array) -> Array:
+        """Sigma^{-1} v for v ``[..., d]`` (batch axes broadcast against the covariance's)."""
+        prec = self.precision
+        if prec.ndim == 2:
+            return (vec.reshape(-1, vec.shape[-1]) @ prec).reshape(vec.shape)
+        return np.einsum("...ij,...j->...i", prec, vec)
 
     @property
     def dim(self) -> int:
@@ -64,6 +87,7 @@ class Factorised:
         out = object.__new__(Factorised)
         out.cov, out.chol, out.chol_inv = (np.broadcast_to(a, shape)
                                            for a in (self.cov, self.chol, self.chol_inv))
+        out._precision, out._parent = None, self
         remember_inverse(out.chol, out.chol_inv)
         return out
 
