@@ -55,6 +55,7 @@ class Factorised:
         self._precision: Array | None = None
         self._parent: Factorised | None = None
         remember_inverse(self.chol, self.chol_inv)
+        _remember(_FACTORS, _MAX_FACTORS, _root(self.cov), self)
 
     @property
     def precision(self) -> Array:
@@ -138,9 +139,8 @@ def factorise(cov: ArrayLike | Factorised, dim: int) -> Factorised:
             if shape == arr.shape and bool(np.all(known.cov == arr)):
                 return known if known.cov.shape == shape else known.broadcast(shape)
     factor = Factorised(cov, dim)
-    for obj in (factor.cov, arr):
-        if obj is not None:
-            _remember(_FACTORS, _MAX_FACTORS, _root(obj), factor)
+    if arr is not None:
+        _remember(_FACTORS, _MAX_FACTORS, _root(arr), factor)
     return factor
 
 
