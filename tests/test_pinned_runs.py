@@ -39,3 +39,20 @@ def test_run_reproduces_recorded_numbers(name: str) -> None:
         else:
             np.testing.assert_allclose(_floats(got[key]), want, rtol=1e-12, atol=1e-300,
                                        err_msg=f"{name} {key}")
+
+
+def test_the_pin_catches_a_cache_that_mixes_up_mixtures(monkeypatch) -> None:
+    """Mutation check: a log-density cache keyed on nothing (the learner's values reused for
+    the target) changes the pinned rl numbers."""
+    from forgetlab.methods import base
+
+    real = base.SampleBatch.log_prob
+
+    def first_only(self, mix):  # type: ignore[no-untyped-def]
+        if self._log_probs:
+            return next(iter(self._log_probs.values()))[1]
+        return real(self, mix)
+
+    monkeypatch.setattr(base.SampleBatch, "log_prob", first_only)
+    with pytest.raises(AssertionError):
+        test_run_reproduces_recorded_numbers("rl/finite")
