@@ -49,7 +49,7 @@ class Factorised:
     def __init__(self, cov: ArrayLike, dim: int) -> None:
         self.cov = as_covariance(cov, dim)
         self.chol = np.asarray(np.linalg.cholesky(self.cov), dtype=np.float64)
-        self.chol_inv = np.linalg.inv(self.chol)
+        self.chol_inv: Array = np.asarray(np.linalg.inv(self.chol), dtype=np.float64)
         for arr in (self.cov, self.chol, self.chol_inv):
             arr.flags.writeable = False
         self._precision: Array | None = None
@@ -174,7 +174,7 @@ def chol_inverse(chol: Array) -> Array:
         inv = hit[1]()
         if inv is not None:
             return inv
-    return np.linalg.inv(chol)
+    return np.asarray(np.linalg.inv(chol), dtype=np.float64)
 
 
 def whiten(x: ArrayLike, chol: Array) -> Array:
