@@ -3,38 +3,42 @@
 1. Population regime: steps per second for C configurations in one batch (SFT with old-data
    replay over a grid of separations and replay fractions), against a per-configuration Python
    loop over ``simulate`` (timed on a subset; its cost is linear in configurations).
-2. Finite batch: on-policy reverse KL (REINFORCE, leave-one-out baseline), B samples per step,
-   S seeds in one vectorised run, against a per-run loop that does the same arithmetic the
-   obvious way (one seed at a time), and against the cost of drawing the normals and evaluating
-   one exponential per sample (a floor for any implementation). Sample-steps per second, for a
-   large B (arrays of S x B leave the cache, so vectorising over seeds gains little) and a
-   small B (per-call overhead dominates the per-run loop).
+2. Finite batch, per method (``rl``: on-policy reverse KL, REINFORCE with the leave-one-out
+   baseline; ``sft``: minibatch forward KL on new-task data), B samples per step, S seeds:
+   the engine against a baseline that does the same arithmetic in plain numpy vectorised over
+   the seeds (``[S, B]`` arrays, d = 1, about 20 lines per method), and against the machine's
+   limit for the same work, drawing one uniform and one normal per sample from the same
+   per-run generators and evaluating one exponential per sample. Both the baseline and the
+   limit draw from the engine's per-run streams (``SeedSequence(seed, spawn_key=(0, s))``, one
+   generator per run), so the baseline reproduces the engine's numbers (checked: the largest
+   parameter difference is printed) and the comparison is of the arithmetic. Sample-steps per
+   second, the fastest of ``--repeat`` rounds that time each entry in turn, for a large and a
+   small B.
 3. Memory: peak traced memory of two S-seed, B-sample runs with the same number of recorded
    points and 10x more steps in the second; streaming means the peaks match.
 
-Prints a table and one JSON line.
+Prints a table and one JSON line, also appended to ``bench/results/dynamics.jsonl``.
 
     python bench/dynamics.py [--configs 10000] [--seeds 256] [--batch 1000] [--steps 40]
-                             [--memory-steps 2000]
+                             [--memory-steps 2000] [--repeat 3] [--skip-population]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 import tracemalloc
+from collections.abc import Callable
 
 import numpy as np
 
+from _results import append_result, best_time, best_times
 from forgetlab import simulate
 from forgetlab.simconfig import SimulationConfig
 
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+LR = 0.01
+ALPHA = 0.3
+SEED = 0
 
 
 def population_configs(n: int, steps: int) -> list[SimulationConfig]:
@@ -50,44 +54,84 @@ def population_configs(n: int, steps: int) -> list[SimulationConfig]:
                               problem={"separation": float(s)}) for s, lam in grid]
 
 
-def finite_config(seeds: int, batch: int, steps: int, stride: int | None = None
-                  ) -> SimulationConfig:
-    return SimulationConfig(method="rl", regime="finite", steps=steps, stride=stride or steps,
-                            seeds=seeds, batch_size=batch, learning_rate=0.01,
-                            exact_metrics=False, problem={"alpha": 0.3})
+def finite_config(seeds: int, batch: int, steps: int, stride: int | None = None,
+                  method: str = "rl") -> SimulationConfig:
+    return SimulationConfig(method=method, regime="finite", steps=steps, stride=stride or steps,
+                            seeds=seeds, batch_size=batch, learning_rate=LR, seed=SEED,
+                            exact_metrics=False, problem={"alpha": ALPHA})
 
 
-def baseline_run(gen: np.random.Generator, steps: int, batch: int) -> tuple[float, float, float]:
-    """One seed, the obvious way: d = 1, unit variance, a = 0, b = 4, alpha = 0.3, logit weight."""
-    eta, m_o, m_n = 0.0, 0.0, 2.0
-    lr, c = 0.01, -0.5 * np.log(2 * np.pi)
+# -- the seed-vectorised baseline ---------------------------------------------------------------
+class Draws:
+    """The engine's per-run streams (one generator per seed) filling ``[S, B]`` blocks."""
+
+    def __init__(self, seeds: int) -> None:
+        self.gens = [np.random.default_rng(np.random.SeedSequence(SEED, spawn_key=(0, s)))
+                     for s in range(seeds)]
+
+    def __call__(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        u, z = np.empty((len(self.gens), batch)), np.empty((len(self.gens), batch))
+        for s, gen in enumerate(self.gens):
+            gen.random(out=u[s])
+            gen.standard_normal(out=z[s])
+        return u, z
+
+
+def _problem() -> tuple[float, float, float, float, float]:
+    """(a, b, m_n(0), beta0, sigma) of the benchmark problem (d = 1)."""
+    v = finite_config(1, 1, 1).problem.arrays()
+    return (float(v["a"][0]), float(v["b"][0]), float(v["start"][0]), float(v["beta0"]),
+            float(np.sqrt(v["cov"][0, 0])))
+
+
+def _log_phi(x: np.ndarray, mean: np.ndarray | float, sigma: float) -> np.ndarray:
+    return -0.5 * np.log(2 * np.pi) - np.log(sigma) - 0.5 * ((x - mean) / sigma) ** 2
+
+
+def baseline(method: str, seeds: int, steps: int, batch: int) -> np.ndarray:
+    """``method`` written plainly in numpy over ``[S, B]``: final (beta, m_o, m_n) ``[3, S]``."""
+    a, b, start, beta0, sigma = _problem()
+    draws = Draws(seeds)
+    eta = np.full((seeds, 1), np.log(beta0 / (1 - beta0)))
+    m_o, m_n = np.full((seeds, 1), a), np.full((seeds, 1), start)
     for _ in range(steps):
         beta = 1 / (1 + np.exp(-eta))
-        is_old = gen.random(batch) < beta
-        x = np.where(is_old, m_o, m_n) + gen.standard_normal(batch)
-        lo, ln = c - 0.5 * (x - m_o) ** 2, c - 0.5 * (x - m_n) ** 2
-        log_q = np.logaddexp(np.log(beta) + lo, np.log1p(-beta) + ln)
-        log_p = np.logaddexp(np.log(0.3) + c - 0.5 * x**2, np.log(0.7) + c - 0.5 * (x - 4) ** 2)
-        signal = log_p - log_q
-        centred = signal - (signal.sum() - signal) / (batch - 1)
-        r_o = np.exp(np.log(beta) + lo - log_q)
-        g_beta = -np.mean(centred * (np.exp(lo - log_q) - np.exp(ln - log_q)))
-        g_mo = -np.mean(centred * r_o * (x - m_o))
-        g_mn = -np.mean(centred * (1 - r_o) * (x - m_n))
-        eta -= lr * g_beta * beta * (1 - beta)
-        m_o -= lr * g_mo
-        m_n -= lr * g_mn
-    return eta, m_o, m_n
+        u, z = draws(batch)
+        if method == "rl":  # x ~ q, signal log p* - log q, leave-one-out baseline
+            x = np.where(u < beta, m_o, m_n) + sigma * z
+        else:  # sft: x ~ N(b, sigma^2), the mean score
+            x = b + sigma * z
+        lo = np.log(beta) + _log_phi(x, m_o, sigma)
+        ln = np.log1p(-beta) + _log_phi(x, m_n, sigma)
+        log_q = np.logaddexp(lo, ln)
+        if method == "rl":
+            signal = np.logaddexp(np.log(ALPHA) + _log_phi(x, a, sigma),
+                                  np.log1p(-ALPHA) + _log_phi(x, b, sigma)) - log_q
+            total = signal.sum(axis=1, keepdims=True)
+            coef = -(signal - (total - signal) / (batch - 1))
+        else:
+            coef = -np.ones_like(x)
+        r_o = np.exp(lo - log_q)
+        g_beta = np.mean(coef * (r_o / beta - (1 - r_o) / (1 - beta)), axis=1)
+        g_mo = np.mean(coef * r_o * (x - m_o), axis=1) / sigma**2
+        g_mn = np.mean(coef * (1 - r_o) * (x - m_n), axis=1) / sigma**2
+        eta = eta - LR * (g_beta * (beta * (1 - beta))[:, 0])[:, None]
+        m_o, m_n = m_o - LR * g_mo[:, None], m_n - LR * g_mn[:, None]
+    return np.stack([1 / (1 + np.exp(-eta[:, 0])), m_o[:, 0], m_n[:, 0]])
 
 
-def limit_run(gens: list[np.random.Generator], steps: int, batch: int) -> float:
-    """Draw one uniform and one normal per sample and take one exponential, nothing else."""
-    acc = 0.0
+def limit(seeds: int, steps: int, batch: int) -> float:
+    """One uniform, one normal (the same per-run generators) and one exp per sample-step."""
+    draws, acc = Draws(seeds), 0.0
     for _ in range(steps):
-        for gen in gens:
-            gen.random(batch)
-            acc += float(np.exp(gen.standard_normal(batch))[0])
+        u, z = draws(batch)
+        acc += float(np.exp(z)[0, 0] + u[0, 0])
     return acc
+
+
+def engine_final(traj) -> np.ndarray:
+    return np.stack([traj.weight_old[0, :, -1], traj.mean_old[0, :, -1, 0],
+                     traj.mean_new[0, :, -1, 0]])
 
 
 def peak_memory(config: SimulationConfig) -> float:
@@ -98,75 +142,92 @@ def peak_memory(config: SimulationConfig) -> float:
     return peak / 2**20
 
 
+def finite_rows(method: str, S: int, B: int, T: int, repeat: int
+                ) -> tuple[list[tuple[str, str, float]], dict[str, float]]:
+    """Engine, baseline and limit for one method and batch size."""
+    cfg = finite_config(S, B, T, method=method)
+    work = S * B * T
+    runs: dict[str, Callable[[], object]] = {
+        "engine": lambda: simulate(cfg), "baseline": lambda: baseline(method, S, T, B),
+        "limit": lambda: limit(S, T, B)}
+    rate = {k: work / t for k, t in best_times(runs, repeat).items()}
+    diff = float(np.max(np.abs(engine_final(simulate(cfg)) - baseline(method, S, T, B))))
+    rows = [(f"{method} B={B}, engine", "sample-steps/s", rate["engine"]),
+            (f"{method} B={B}, numpy over seeds", "sample-steps/s", rate["baseline"]),
+            (f"{method} B={B}, normals + exp limit", "sample-steps/s", rate["limit"])]
+    return rows, {"method": method, "seeds": S, "batch": B, "steps": T,
+                  "engine_sample_steps_per_s": rate["engine"],
+                  "baseline_sample_steps_per_s": rate["baseline"],
+                  "limit_sample_steps_per_s": rate["limit"],
+                  "ratio_vs_baseline": rate["engine"] / rate["baseline"],
+                  "fraction_of_limit": rate["engine"] / rate["limit"],
+                  "max_abs_param_diff_vs_baseline": diff}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=int, default=10_000)
     parser.add_argument("--pop-steps", type=int, default=20)
     parser.add_argument("--baseline-configs", type=int, default=10)
+    parser.add_argument("--skip-population", action="store_true")
     parser.add_argument("--seeds", type=int, default=256)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--baseline-seeds", type=int, default=16)
     parser.add_argument("--small-batch", type=int, default=16,
                         help="a second finite-batch comparison with this many samples per step")
+    parser.add_argument("--methods", default="rl,sft")
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--memory-steps", type=int, default=2000)
     args = parser.parse_args()
     rows: list[tuple[str, str, float]] = []
     out: dict[str, object] = {"bench": "dynamics"}
 
-    configs = population_configs(args.configs, args.pop_steps)
-    t_batch = _timed(lambda: simulate(configs))
-    subset = configs[: args.baseline_configs]
-    t_loop = _timed(lambda: [simulate(c) for c in subset]) * len(configs) / len(subset)
-    pop_batch = args.pop_steps / t_batch
-    rows += [("population, batch of C", "steps/s", pop_batch),
-             ("population, batch of C", "config-steps/s", pop_batch * len(configs)),
-             ("population, per-config loop", "config-steps/s",
-              args.pop_steps * len(configs) / t_loop)]
-    out["population"] = {"configs": len(configs), "steps": args.pop_steps,
-                         "steps_per_s": pop_batch,
-                         "config_steps_per_s": pop_batch * len(configs),
-                         "loop_config_steps_per_s": args.pop_steps * len(configs) / t_loop,
-                         "ratio_vs_loop": t_loop / t_batch}
+    if not args.skip_population:
+        configs = population_configs(args.configs, args.pop_steps)
+        t_batch = best_time(lambda: simulate(configs), 1)
+        subset = configs[: args.baseline_configs]
+        t_loop = best_time(lambda: [simulate(c) for c in subset], 1) * len(configs) / len(subset)
+        pop_batch = args.pop_steps / t_batch
+        rows += [("population, batch of C", "steps/s", pop_batch),
+                 ("population, batch of C", "config-steps/s", pop_batch * len(configs)),
+                 ("population, per-config loop", "config-steps/s",
+                  args.pop_steps * len(configs) / t_loop)]
+        out["population"] = {"configs": len(configs), "steps": args.pop_steps,
+                             "steps_per_s": pop_batch,
+                             "config_steps_per_s": pop_batch * len(configs),
+                             "loop_config_steps_per_s": args.pop_steps * len(configs) / t_loop,
+                             "ratio_vs_loop": t_loop / t_batch}
 
-    S, T = args.seeds, args.steps
-    gens = [np.random.default_rng(s) for s in np.random.SeedSequence(0).spawn(S)]
-    k = args.baseline_seeds
-    out["finite"] = []
-    for B in (args.batch, args.small_batch):
-        work = S * B * T
-        cfg = finite_config(S, B, T)
-        t_engine = _timed(lambda cfg=cfg: simulate(cfg))
-        t_base = _timed(lambda B=B: [baseline_run(g, T, B) for g in gens[:k]]) * S / k
-        t_limit = _timed(lambda B=B: limit_run(gens, T, B))
-        engine, base, limit = work / t_engine, work / t_base, work / t_limit
-        rows += [(f"finite B={B}, vectorised engine", "sample-steps/s", engine),
-                 (f"finite B={B}, per-run loop", "sample-steps/s", base),
-                 (f"finite B={B}, normals + exp floor", "sample-steps/s", limit)]
-        out["finite"].append({"seeds": S, "batch": B, "steps": T,
-                              "engine_sample_steps_per_s": engine,
-                              "loop_sample_steps_per_s": base,
-                              "limit_sample_steps_per_s": limit,
-                              "ratio_vs_loop": engine / base, "fraction_of_limit": engine / limit})
+    finite = []
+    for method in args.methods.split(","):
+        for B in (args.batch, args.small_batch):
+            new_rows, entry = finite_rows(method, args.seeds, B, args.steps, args.repeat)
+            rows += new_rows
+            finite.append(entry)
+    out["finite"] = finite
 
-    short, long, B = args.memory_steps // 10, args.memory_steps, args.batch
-    mem_short = peak_memory(finite_config(S, B, short, stride=short // 4))
-    mem_long = peak_memory(finite_config(S, B, long, stride=long // 4))
-    rows += [(f"memory, {short} steps, 5 records", "peak MiB", mem_short),
-             (f"memory, {long} steps, 5 records", "peak MiB", mem_long)]
-    out["memory"] = {"seeds": S, "batch": B, "short_steps": short, "long_steps": long,
-                     "peak_mib_short": mem_short, "peak_mib_long": mem_long,
-                     "ratio_long_vs_short": mem_long / mem_short}
+    if args.memory_steps:
+        short, long, B, S = args.memory_steps // 10, args.memory_steps, args.batch, args.seeds
+        mem_short = peak_memory(finite_config(S, B, short, stride=short // 4))
+        mem_long = peak_memory(finite_config(S, B, long, stride=long // 4))
+        rows += [(f"memory, {short} steps, 5 records", "peak MiB", mem_short),
+                 (f"memory, {long} steps, 5 records", "peak MiB", mem_long)]
+        out["memory"] = {"seeds": S, "batch": B, "short_steps": short, "long_steps": long,
+                         "peak_mib_short": mem_short, "peak_mib_long": mem_long,
+                         "ratio_long_vs_short": mem_long / mem_short}
 
     width = max(len(r[0]) for r in rows)
     print(f"{'measurement':{width}s}  {'unit':>15s}  {'value':>14s}")
     for name, unit, value in rows:
         print(f"{name:{width}s}  {unit:>15s}  {value:14.4g}")
-    ratios = ", ".join(f"B={f['batch']}: {f['ratio_vs_loop']:.2f}x"
-                       for f in out["finite"])  # type: ignore[attr-defined]
-    print(f"population batch / loop: {out['population']['ratio_vs_loop']:.1f}x;  "  # type: ignore[index]
-          f"finite engine / loop: {ratios}")
+    for f in finite:
+        print(f"{f['method']} B={f['batch']}: engine / numpy over seeds "
+              f"{f['ratio_vs_baseline']:.2f}x, engine / limit {f['fraction_of_limit']:.2f}, "
+              f"max |engine - baseline| {f['max_abs_param_diff_vs_baseline']:.1e}")
+    if "population" in out:
+        print(f"population batch / loop: {out['population']['ratio_vs_loop']:.1f}x")  # type: ignore[index]
     print(json.dumps(out))
+    append_result("dynamics", out)
 
 
 if __name__ == "__main__":

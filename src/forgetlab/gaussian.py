@@ -19,6 +19,8 @@ Shapes: means are ``[..., d]``; a covariance is a scalar variance, a ``[d]`` dia
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import log_ndtr, ndtr
@@ -33,6 +35,148 @@ def cholesky(cov: ArrayLike, dim: int) -> Array:
     return np.asarray(np.linalg.cholesky(as_covariance(cov, dim)), dtype=np.float64)
 
 
+class Factorised:
+    """A validated covariance Sigma ``[..., d, d]`` with its Cholesky factor L and L^{-1},
+    computed once and shared (read-only) by every object of the same covariance.
+
+    Mixtures built from one :class:`Factorised` (or from a covariance array that
+    :func:`factorise` recognises) never validate or factorise again, so a training step costs
+    O(d^2) per configuration, not O(d^3).
+    """
+
+    __slots__ = ("cov", "chol", "chol_inv", "_precision", "_parent", "__weakref__")
+
+    def __init__(self, cov: ArrayLike, dim: int) -> None:
+        self.cov = as_covariance(cov, dim)
+        self.chol = np.asarray(np.linalg.cholesky(self.cov), dtype=np.float64)
+        self.chol_inv: Array = np.asarray(np.linalg.inv(self.chol), dtype=np.float64)
+        for arr in (self.cov, self.chol, self.chol_inv):
+            arr.flags.writeable = False
+        self._precision: Array | None = None
+        self._parent: Factorised | None = None
+        remember_inverse(self.chol, self.chol_inv)
+        _remember(_FACTORS, _MAX_FACTORS, _root(self.cov), self)
+
+    @property
+    def precision(self) -> Array:
+        """Sigma^{-1} = L^{-T} L^{-1} (formed once, on first use): one matrix product per
+        vector instead of two triangular ones."""
+        if self._precision is None:
+            if self._parent is not None:
+                self._precision = np.broadcast_to(self._parent.precision, self.cov.shape)
+            else:
+                prec = np.swapaxes(self.chol_inv, -1, -2) @ self.chol_inv
+                prec = 0.5 * (prec + np.swapaxes(prec, -1, -2))
+                prec.flags.writeable = False
+                self._precision = prec
+        return self._precision
+
+    def precision_times(self, vec: Array) -> Array:
+        """Sigma^{-1} v for v ``[..., d]`` (batch axes broadcast against the covariance's)."""
+        prec = self.precision
+        if prec.ndim == 2:
+            return (vec.reshape(-1, vec.shape[-1]) @ prec).reshape(vec.shape)
+        return np.einsum("...ij,...j->...i", prec, vec)
+
+    @property
+    def dim(self) -> int:
+        """d."""
+        return int(self.cov.shape[-1])
+
+    def broadcast(self, shape: tuple[int, ...]) -> Factorised:
+        """The same factorisation viewed with batch shape ``shape[:-2]`` (no copy)."""
+        out = object.__new__(Factorised)
+        out.cov, out.chol, out.chol_inv = (np.broadcast_to(a, shape)
+                                           for a in (self.cov, self.chol, self.chol_inv))
+        out._precision, out._parent = None, self
+        remember_inverse(out.chol, out.chol_inv)
+        return out
+
+    def same(self, other: Factorised) -> bool:
+        """Whether ``other`` holds the same covariance: the same object, or equal entries
+        (exactly: O(d^2) per distinct matrix; up to 1e-10 relative only when they differ)."""
+        if other is self:
+            return True
+        if self.dim != other.dim:
+            return False
+        try:
+            if bool(np.all(self.cov == other.cov)):
+                return True
+        except ValueError:  # batch shapes that do not broadcast
+            return False
+        return bool(np.allclose(self.cov, other.cov, rtol=1e-10, atol=0.0))
+
+
+def _root(arr: Array) -> Array:
+    """The array that owns the memory of a view (``arr`` itself if it owns it)."""
+    while isinstance(arr.base, np.ndarray):
+        arr = arr.base
+    return arr
+
+
+_FACTORS: dict[int, tuple[weakref.ref[Array], weakref.ref[Factorised]]] = {}
+_MAX_FACTORS = 256
+
+
+def factorise(cov: ArrayLike | Factorised, dim: int) -> Factorised:
+    """A :class:`Factorised` for ``cov`` (validated, with L and L^{-1}), reusing an earlier
+    factorisation when ``cov`` is that factorisation's covariance, a broadcast view of it, or
+    the very array it was built from, with unchanged entries (checked: O(d^2) per matrix, no
+    O(d^3) work); otherwise validate and factorise (the same numbers either way)."""
+    if isinstance(cov, Factorised):
+        if cov.dim != dim:
+            raise ValueError(f"cov has d={cov.dim}, the means have d={dim}")
+        return cov
+    arr = cov if isinstance(cov, np.ndarray) else None
+    if arr is not None and arr.dtype == np.float64 and arr.ndim >= 2:
+        hit = _FACTORS.get(id(_root(arr)))
+        known = hit[1]() if hit is not None and hit[0]() is _root(arr) else None
+        if known is not None and arr.shape[-2:] == (dim, dim):
+            try:
+                shape = np.broadcast_shapes(known.cov.shape, arr.shape)
+            except ValueError:
+                shape = ()
+            if shape == arr.shape and bool(np.all(known.cov == arr)):
+                return known if known.cov.shape == shape else known.broadcast(shape)
+    factor = Factorised(cov, dim)
+    if arr is not None:
+        _remember(_FACTORS, _MAX_FACTORS, _root(arr), factor)
+    return factor
+
+
+def _remember(table: dict[int, tuple[weakref.ref, weakref.ref]], size: int,  # type: ignore[type-arg]
+              key: object, value: object) -> None:
+    """table[id(key)] = weak references to (key, value), dropping dead and old entries."""
+    if len(table) >= size:
+        for k in [k for k, (a, b) in table.items() if a() is None or b() is None]:
+            del table[k]
+        while len(table) >= size:
+            table.pop(next(iter(table)))
+    table[id(key)] = (weakref.ref(key), weakref.ref(value))
+
+
+_INVERSES: dict[int, tuple[weakref.ref[Array], weakref.ref[Array]]] = {}  # id(L) -> L, L^-1
+_MAX_INVERSES = 256
+
+
+def remember_inverse(chol: Array, chol_inv: Array) -> None:
+    """Record L^{-1} for the array object ``chol`` (read by :func:`chol_inverse`); only weak
+    references are kept, so nothing stays alive because of this record."""
+    _remember(_INVERSES, _MAX_INVERSES, chol, chol_inv)
+
+
+def chol_inverse(chol: Array) -> Array:
+    """L^{-1} for a Cholesky factor ``[..., d, d]``: the recorded inverse when ``chol`` is an
+    array object that a :class:`Factorised` or a mixture handed out (no O(d^3) work), else
+    ``np.linalg.inv`` (the same numbers either way)."""
+    hit = _INVERSES.get(id(chol))
+    if hit is not None and hit[0]() is chol:
+        inv = hit[1]()
+        if inv is not None:
+            return inv
+    return np.asarray(np.linalg.inv(chol), dtype=np.float64)
+
+
 def whiten(x: ArrayLike, chol: Array) -> Array:
     """z = L^{-1} x for x of shape ``[..., d]`` and L of shape ``[..., d, d]``."""
     x = np.asarray(x, dtype=float)
@@ -42,8 +186,10 @@ def whiten(x: ArrayLike, chol: Array) -> Array:
 def mahalanobis(u: ArrayLike, v: ArrayLike, cov: ArrayLike) -> Array:
     """D(u, v) = ||Sigma^{-1/2}(u - v)||, shape ``[...]``."""
     u_arr, v_arr = as_means(u, v, names=("u", "v"))
-    chol = cholesky(cov, u_arr.shape[-1])
-    return np.linalg.norm(whiten(u_arr - v_arr, chol), axis=-1)
+    inv = factorise(np.asarray(cov, dtype=float), u_arr.shape[-1]).chol_inv  # cached per cov
+    diff = u_arr - v_arr
+    z = diff @ inv.T if inv.ndim == 2 else np.einsum("...ij,...j->...i", inv, diff)
+    return np.linalg.norm(z, axis=-1)
 
 
 def gaussian_kl(u: ArrayLike, v: ArrayLike, cov: ArrayLike) -> Array:

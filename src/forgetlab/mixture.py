@@ -23,7 +23,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import expit
 
-from forgetlab._validation import as_covariance, as_finite, as_means
+from forgetlab._validation import as_finite, as_means
+from forgetlab.gaussian import Factorised, factorise, remember_inverse
 
 Array = NDArray[np.float64]
 _LOG_2PI = float(np.log(2.0 * np.pi))
@@ -61,22 +62,27 @@ class TwoModeMixture:
     """
 
     def __init__(
-        self, weight_old: ArrayLike, mean_old: ArrayLike, mean_new: ArrayLike, cov: ArrayLike = 1.0
+        self, weight_old: ArrayLike, mean_old: ArrayLike, mean_new: ArrayLike,
+        cov: ArrayLike | Factorised = 1.0
     ) -> None:
         beta = as_finite(weight_old, "weight_old", low=0.0, high=1.0)
         m_o, m_n = as_means(mean_old, mean_new, names=("mean_old", "mean_new"))
         dim = m_o.shape[-1]
-        sigma = as_covariance(cov, dim)
+        factor = factorise(cov, dim)
+        self.factor = factor  # validated and factorised once, shared by with_params/swapped
+        sigma = factor.cov
         batch = np.broadcast_shapes(beta.shape, m_o.shape[:-1], m_n.shape[:-1], sigma.shape[:-2])
         self.weight_old: Array = np.broadcast_to(beta, batch)
         self.mean_old: Array = np.broadcast_to(m_o, (*batch, dim))
         self.mean_new: Array = np.broadcast_to(m_n, (*batch, dim))
         self.cov: Array = np.broadcast_to(sigma, (*batch, dim, dim))
-        self._cov_base = sigma  # factorised once, not once per configuration of the batch
-        self._chol_base = np.linalg.cholesky(sigma)
-        self._chol_inv_base = np.linalg.inv(self._chol_base)
+        self._cov_base = sigma
+        self._chol_base = factor.chol
+        self._chol_inv_base = factor.chol_inv
         self.chol: Array = np.broadcast_to(self._chol_base, (*batch, dim, dim))
         self._chol_inv: Array = np.broadcast_to(self._chol_inv_base, (*batch, dim, dim))
+        remember_inverse(self.chol, self._chol_inv)
+        self._separation: Array | None = None
 
     def __repr__(self) -> str:
         return (f"TwoModeMixture(batch_shape={self.batch_shape}, dim={self.dim}, "
@@ -100,11 +106,16 @@ class TwoModeMixture:
     def with_params(self, weight_old: ArrayLike, mean_old: ArrayLike, mean_new: ArrayLike
                     ) -> TwoModeMixture:
         """The same covariance with new parameters."""
-        return TwoModeMixture(weight_old, mean_old, mean_new, self._cov_base)
+        return TwoModeMixture(weight_old, mean_old, mean_new, self.factor)
 
     def swapped(self) -> TwoModeMixture:
         """The same distribution with the labels exchanged: (1 - beta, m_n, m_o)."""
-        return TwoModeMixture(1.0 - self.weight_old, self.mean_new, self.mean_old, self._cov_base)
+        return TwoModeMixture(1.0 - self.weight_old, self.mean_new, self.mean_old, self.factor)
+
+    def same_covariance(self, other: TwoModeMixture) -> bool:
+        """Whether ``other`` has this mixture's covariance (O(d^2) at most; O(1) when both were
+        built from the same :class:`~forgetlab.gaussian.Factorised`)."""
+        return self.factor.same(other.factor)
 
     def require_learner(self, name: str = "learner") -> TwoModeMixture:
         """Check that beta lies strictly inside (0, 1), as a learner's weight must."""
@@ -128,9 +139,13 @@ class TwoModeMixture:
         return self._to_batch(_times_transpose(z, np.swapaxes(self._chol_inv_base, -1, -2)))
 
     def separation(self) -> Array:
-        """Delta_q = D(m_o, m_n), shape ``[...]``."""
-        diff = (self.mean_new - self.mean_old)[..., None, :]
-        return np.linalg.norm(self.whiten(diff)[..., 0, :], axis=-1)
+        """Delta_q = D(m_o, m_n), shape ``[...]`` (computed once per mixture)."""
+        if self._separation is None:
+            diff = (self.mean_new - self.mean_old)[..., None, :]
+            self._separation = np.linalg.norm(self.whiten(diff)[..., 0, :], axis=-1)
+            if isinstance(self._separation, np.ndarray):
+                self._separation.flags.writeable = False
+        return self._separation
 
     # -- densities ----------------------------------------------------------------------
     def _log_normaliser(self) -> Array:

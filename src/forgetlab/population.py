@@ -29,6 +29,8 @@ All mixtures passed together must share the covariance.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -44,14 +46,39 @@ Array = NDArray[np.float64]
 def _check_same_cov(learner: TwoModeMixture, other: TwoModeMixture, name: str) -> None:
     if learner.dim != other.dim:
         raise ValueError(f"{name} has d={other.dim}, the learner has d={learner.dim}")
-    # compare the unbroadcast covariances (a batch of configurations usually shares one)
-    if not np.allclose(learner._cov_base, other._cov_base, rtol=1e-10, atol=0.0):
+    if not learner.same_covariance(other):
         raise ValueError(f"{name}.cov must equal the learner's cov (one shared covariance)")
 
 
 def _prec(mix: TwoModeMixture, vec: Array) -> Array:
-    """Sigma^{-1} vec for vec ``[..., d]``."""
-    return mix.precision_times(vec[..., None, :])[..., 0, :]
+    """Sigma^{-1} vec for vec ``[..., d]``, broadcast against the batch (one product with the
+    cached precision matrix)."""
+    out = mix.factor.precision_times(np.asarray(vec, dtype=float))
+    shape = (*np.broadcast_shapes(out.shape[:-1], mix.batch_shape), mix.dim)
+    return out if out.shape == shape else np.broadcast_to(out, shape)
+
+
+def _prec_rows(mix: TwoModeMixture, rows: Array) -> Array:
+    """Sigma^{-1} x_k for rows ``[..., K, d]`` against the batch ``[...]``."""
+    rows = np.asarray(rows, dtype=float)
+    prec = mix.factor.precision
+    if prec.ndim == 2:
+        out = (rows.reshape(-1, rows.shape[-1]) @ prec).reshape(rows.shape)
+    else:
+        out = np.einsum("...ij,...kj->...ki", prec, rows)
+    shape = (*np.broadcast_shapes(out.shape[:-2], mix.batch_shape), *out.shape[-2:])
+    return out if out.shape == shape else np.broadcast_to(out, shape)
+
+
+_DISCRIMINANTS: weakref.WeakKeyDictionary[TwoModeMixture, Array] = weakref.WeakKeyDictionary()
+
+
+def _nu(mix: TwoModeMixture) -> Array:
+    """nu = Sigma^{-1} (m_n - m_o), ``[..., d]``, computed once per mixture."""
+    nu = _DISCRIMINANTS.get(mix)
+    if nu is None:
+        nu = _DISCRIMINANTS[mix] = _prec(mix, mix.mean_new - mix.mean_old)
+    return nu
 
 
 def _log_odds(mix: TwoModeMixture) -> Array:
@@ -62,7 +89,7 @@ def _log_odds(mix: TwoModeMixture) -> Array:
 
 def _u_mean(mix: TwoModeMixture, mu: Array) -> Array:
     """u(mu) = lambda + nu^T (mu - (m_o + m_n)/2) for mu ``[..., K, d]``; returns ``[..., K]``."""
-    nu = _prec(mix, mix.mean_new - mix.mean_old)
+    nu = _nu(mix)
     mid = 0.5 * (mix.mean_old + mix.mean_new)
     proj = np.einsum("...d,...kd->...k", nu, mu - mid[..., None, :])
     return _log_odds(mix)[..., None] + proj
@@ -88,7 +115,7 @@ def _expected_log_ratio(q: TwoModeMixture, p: TwoModeMixture, mu: Array) -> Arra
     """
     lw_q, base_q, tail_q = _log_density_parts(q, mu)
     lw_p, base_p, tail_p = _log_density_parts(p, mu)
-    diff = q.precision_times(base_q - base_p)
+    diff = _prec_rows(q, base_q - base_p)
     lin = np.einsum("...kd,...kd->...k", diff, mu - 0.5 * (base_q + base_p))
     return (lw_q - lw_p) + lin + (tail_q - tail_p)
 
@@ -190,9 +217,9 @@ def expected_scores(learner: TwoModeMixture, means: ArrayLike) -> MixtureParams:
     slope = np.exp(_log_e("sigmoid_prime", m_u, s))[..., None]
     beta = learner.weight_old[..., None]
     d_beta = np.exp(log_ro - np.log(beta)) - np.exp(log_rn - np.log1p(-beta))
-    nu = _prec(learner, learner.mean_new - learner.mean_old)[..., None, :]
-    d_mo = np.exp(log_ro)[..., None] * learner.precision_times(mu - learner.mean_old[..., None, :])
-    d_mn = np.exp(log_rn)[..., None] * learner.precision_times(mu - learner.mean_new[..., None, :])
+    nu = _nu(learner)[..., None, :]
+    d_mo = np.exp(log_ro)[..., None] * _prec_rows(learner, mu - learner.mean_old[..., None, :])
+    d_mn = np.exp(log_rn)[..., None] * _prec_rows(learner, mu - learner.mean_new[..., None, :])
     return MixtureParams(d_beta, d_mo - slope * nu, d_mn + slope * nu)
 
 
@@ -222,20 +249,23 @@ def reverse_kl_gradient(learner: TwoModeMixture, target: TwoModeMixture) -> Mixt
     """
     learner.require_learner()
     _check_same_cov(learner, target, "target")
+    # one pass over Sigma^{-1} for the three vectors (what bounds the cost in high dimension)
+    rows = _prec_rows(learner, np.stack([learner.mean_old - target.mean_old,
+                                         learner.mean_new - target.mean_new,
+                                         learner.mean_new - learner.mean_old], axis=-2))
+    if learner not in _DISCRIMINANTS:
+        _DISCRIMINANTS[learner] = rows[..., 2, :]
     mis = soft_misassignments(learner, target)
     log_ratio = _expected_log_ratio(
         learner, target, np.stack([learner.mean_old, learner.mean_new], axis=-2))
-    nu_q = _prec(learner, learner.mean_new - learner.mean_old)
-    nu_p = _prec(target, target.mean_new - target.mean_old)
+    nu_q, nu_p = _nu(learner), _nu(target)
     beta = learner.weight_old[..., None]
 
     def col(key: str) -> Array:
         return mis[key][..., None]
 
-    g_mo = _prec(learner, learner.mean_old - target.mean_old) + col("eps_q") * nu_q \
-        - col("eps_star") * nu_p
-    g_mn = _prec(learner, learner.mean_new - target.mean_new) - col("rho_q") * nu_q \
-        + col("rho_star") * nu_p
+    g_mo = rows[..., 0, :] + col("eps_q") * nu_q - col("eps_star") * nu_p
+    g_mn = rows[..., 1, :] - col("rho_q") * nu_q + col("rho_star") * nu_p
     return MixtureParams(log_ratio[..., 0] - log_ratio[..., 1], beta * g_mo, (1.0 - beta) * g_mn)
 
 
@@ -276,7 +306,7 @@ def fisher_information(learner: TwoModeMixture) -> Array:
     k_o = np.exp(_log_e("sigmoid_sq_prime", m_o, dq)) - np.exp(_log_e("sigmoid_sq_prime", -m_o, dq))
     k_n = np.exp(_log_e("sigmoid_sq_prime", m_n, dq)) - np.exp(_log_e("sigmoid_sq_prime", -m_n, dq))
     prec = learner.precision_times(np.eye(dim))  # Sigma^{-1}, broadcast to the batch
-    nu = _prec(learner, learner.mean_new - learner.mean_old)
+    nu = _nu(learner)
     nn = nu[..., :, None] * nu[..., None, :]
 
     def sc(x: Array) -> Array:

@@ -97,6 +97,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from forgetlab._validation import as_finite
+from forgetlab.gaussian import chol_inverse
 from forgetlab.mixture import MixtureParams, TwoModeMixture
 
 Array = NDArray[np.float64]
@@ -125,28 +126,44 @@ class Streams:
             for e, c in zip(entropy, config_ids, strict=True)
         ]
         self.shape = (len(self.generators), int(n_seeds))
+        self._bind()
+
+    def _bind(self) -> None:
+        """The generators' draw methods in run order (c, s), looked up once."""
+        flat = [gen for row in self.generators for gen in row]
+        self._normal = [gen.standard_normal for gen in flat]
+        self._uniform = [gen.random for gen in flat]
 
     def take(self, seeds: slice) -> Streams:
         """The same generators for a slice of the seed axis (they advance together)."""
         out = object.__new__(Streams)
         out.generators = [row[seeds] for row in self.generators]
         out.shape = (self.shape[0], len(out.generators[0]) if out.generators else 0)
+        out._bind()
         return out
 
-    def _fill(self, draw: str, tail: tuple[int, ...]) -> Array:
-        out = np.empty((*self.shape, *tail))
-        for c, row in enumerate(self.generators):
-            for s, gen in enumerate(row):
-                getattr(gen, draw)(out=out[c, s])
-        return out
+    def _fill(self, draws: list[Any], tail: tuple[int, ...]) -> Array:
+        """One block per run from its own generator, ``[C, S, *tail]``."""
+        out = np.empty((len(draws), *tail))
+        for draw, row in zip(draws, out, strict=True):
+            draw(out=row)
+        return out.reshape(*self.shape, *tail)
 
     def normal(self, *tail: int) -> Array:
         """Standard normals, ``[C, S, *tail]``."""
-        return self._fill("standard_normal", tail)
+        return self._fill(self._normal, tail)
 
     def uniform(self, *tail: int) -> Array:
         """Uniforms on [0, 1), ``[C, S, *tail]``."""
-        return self._fill("random", tail)
+        return self._fill(self._uniform, tail)
+
+
+def _rows_times(mat: Array, x: Array) -> Array:
+    """M x_i for every row of x ``[..., n, d]`` with M ``[..., d, d]`` (for d = 1 a plain product:
+    the same numbers as the one-term sum, without einsum's per-call cost)."""
+    if x.shape[-1] == 1:
+        return x * mat[..., None, 0, 0, None]
+    return np.einsum("...ij,...nj->...ni", mat, x)
 
 
 def sample_mixture(mix: TwoModeMixture, n: int, rng: Streams) -> tuple[Array, BoolArray]:
@@ -155,7 +172,7 @@ def sample_mixture(mix: TwoModeMixture, n: int, rng: Streams) -> tuple[Array, Bo
     is_old = rng.uniform(n) < mix.weight_old[..., None]
     means = np.where(is_old[..., None], mix.mean_old[..., None, :], mix.mean_new[..., None, :])
     noise = rng.normal(n, mix.dim)
-    return means + np.einsum("...ij,...nj->...ni", mix.chol, noise), is_old
+    return means + _rows_times(mix.chol, noise), is_old
 
 
 def sample_components(weights: Array, means: Array, chol: Array, n: int, rng: Streams
@@ -167,7 +184,7 @@ def sample_components(weights: Array, means: Array, chol: Array, n: int, rng: St
     comp = np.minimum(np.sum(u[..., None] >= cum[..., None, :], axis=-1), weights.shape[-1] - 1)
     mu = np.take_along_axis(means, comp[..., None], axis=-2)
     noise = rng.normal(n, means.shape[-1])
-    return mu + np.einsum("...ij,...nj->...ni", chol, noise), comp
+    return mu + _rows_times(chol, noise), comp
 
 
 
@@ -183,10 +200,11 @@ class SampleBatch:
     def __init__(self, x: Array, chol: Array) -> None:
         self.x = x
         self.n = x.shape[-2]
-        self.chol_inv = np.linalg.inv(chol)
-        self.z = np.einsum("...ij,...nj->...ni", self.chol_inv, x)
+        self.chol_inv = chol_inverse(chol)
+        self.z = _rows_times(self.chol_inv, x)
         log_det = np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
         self.log_norm = (-0.5 * x.shape[-1] * np.log(2.0 * np.pi) - log_det)[..., None]
+        self._log_probs: dict[int, tuple[TwoModeMixture, tuple[Array, Array, Array]]] = {}
 
     def _white(self, mean: Array) -> Array:
         return np.einsum("...ij,...j->...i", self.chol_inv, mean)
@@ -194,14 +212,25 @@ class SampleBatch:
     def log_phi(self, mean: Array) -> Array:
         """log N(x_i; mean, Sigma), ``[C, S, n]``."""
         diff = self.z - self._white(mean)[..., None, :]
-        return self.log_norm - 0.5 * np.einsum("...i,...i->...", diff, diff)
+        sq = np.square(diff[..., 0]) if diff.shape[-1] == 1 else np.einsum(
+            "...i,...i->...", diff, diff)
+        return self.log_norm - 0.5 * sq
 
     def log_prob(self, mix: TwoModeMixture) -> tuple[Array, Array, Array]:
-        """(log q, log beta + log phi_o, log(1 - beta) + log phi_n), each ``[C, S, n]``."""
+        """(log q, log beta + log phi_o, log(1 - beta) + log phi_n), each ``[C, S, n]``.
+
+        Computed once per mixture object and batch (an estimator usually needs the learner's
+        log-density twice: in its signal and in its score means); treat the arrays as read-only.
+        """
+        hit = self._log_probs.get(id(mix))
+        if hit is not None and hit[0] is mix:
+            return hit[1]
         with np.errstate(divide="ignore"):
             a_o = np.log(mix.weight_old)[..., None] + self.log_phi(mix.mean_old)
             a_n = np.log1p(-mix.weight_old)[..., None] + self.log_phi(mix.mean_new)
-        return np.logaddexp(a_o, a_n), a_o, a_n
+        parts = (np.logaddexp(a_o, a_n), a_o, a_n)
+        self._log_probs[id(mix)] = (mix, parts)  # the reference keeps id(mix) unique
+        return parts
 
     def score_mean(self, learner: TwoModeMixture, coef: Array,
                    parts: tuple[Array, Array, Array] | None = None) -> MixtureParams:
@@ -267,7 +296,7 @@ class Problem:
 
     def learner(self, params: MixtureParams) -> TwoModeMixture:
         """The learner q_theta for ``params`` with the problem's covariance."""
-        return TwoModeMixture(*params, self.cov)
+        return TwoModeMixture(*params, self.target.factor)
 
 
 # -- outputs and parameter arithmetic ---------------------------------------------------------
