@@ -39,9 +39,10 @@ def whiten(x: ArrayLike, chol: Array) -> Array:
     return np.linalg.solve(chol, x[..., None])[..., 0]
 
 
-def mahalanobis(u: ArrayLike, v: ArrayLike, cov: ArrayLike) -> Array:
-    """D(u, v) = ||Sigma^{-1/2}(u - v)||, shape ``[...]``."""
-    u_arr, v_arr = as_means(u, v, names=("u", "v"))
+def mahalanobis(u: ArrayLike, v: ArrayLike, cov: ArrayLike,
+                names: tuple[str, str] = ("u", "v")) -> Array:
+    """D(u, v) = ||Sigma^{-1/2}(u - v)||, shape ``[...]``; errors name the means ``names``."""
+    u_arr, v_arr = as_means(u, v, names=names)
     chol = cholesky(cov, u_arr.shape[-1])
     return np.linalg.norm(whiten(u_arr - v_arr, chol), axis=-1)
 

@@ -298,9 +298,11 @@ def load_spec(path: str | Path) -> SweepSpec:
     """Read and validate a sweep TOML file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ValueError(f"SPEC: cannot read {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"SPEC: {path} is not UTF-8 text: {err}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
