@@ -84,8 +84,8 @@ def test_unwritable_output_is_one_error_line(spec, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     result = CliRunner().invoke(main, ["sweep", "run", str(spec), "--out", str(blocker / "o")])
-    assert result.exit_code == 1
-    assert result.output.startswith("error: cannot create the sweep directory")
+    assert result.exit_code == 2  # checked before any work: bad input
+    assert result.output.startswith("error: --out: cannot create")
 
 
 @pytest.mark.parametrize(("extra", "needle"), [

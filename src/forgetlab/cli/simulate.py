@@ -127,7 +127,7 @@ def _table(traj: Trajectory, title: str) -> None:
     table = Table(title=title)
     for col in ("beta0", "alpha", "beta final", "beta worst", "drift final", "drift worst",
                 "status"):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", no_wrap=True)
     partial = False
     for i, row in frame.iterrows():
         values = [f"{row.beta_final:.4g} ± {row.beta_final_sd:.2g}", f"{row.beta_worst:.4g}",
