@@ -133,7 +133,7 @@ def _table(traj: Trajectory, title: str) -> None:
         values = [f"{row.beta_final:.4g} ± {row.beta_final_sd:.2g}", f"{row.beta_worst:.4g}",
                   f"{row.drift_final:.4g}", f"{row.drift_worst:.4g}"]
         if bad[i] == traj.shape[1]:
-            values = ["[red]diverged[/]"] * 4
+            values = ["[red]-[/]"] * 4  # the frozen values are not results
         elif bad[i]:
             values = [f"[red]{v}*[/]" for v in values]
             partial = True
@@ -141,7 +141,8 @@ def _table(traj: Trajectory, title: str) -> None:
                       status(int(bad[i]), traj.shape[1]))
     if partial:
         table.caption = "* means over seeds that include diverged runs (frozen when stopped)"
-    Console().print(table)
+    # a pipe or a file gets the whole table (rich would squeeze it to 80 columns)
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
 
 
 @click.command()
