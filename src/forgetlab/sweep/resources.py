@@ -75,9 +75,11 @@ class Estimate:
     seconds: float
 
     def problem(self, force: bool = False, available: int | None = None,
-                ceiling: float = CEILING_SECONDS) -> str | None:
-        """Why this estimate is refused (None when it is within bounds)."""
+                ceiling: float | None = None) -> str | None:
+        """Why this estimate is refused (None when it is within bounds); ``ceiling`` defaults
+        to :data:`CEILING_SECONDS`."""
         free = available_bytes() if available is None else available
+        ceiling = CEILING_SECONDS if ceiling is None else ceiling
         if self.peak_bytes > free:
             return (f"estimated peak memory {human_bytes(self.peak_bytes)} exceeds the "
                     f"{human_bytes(free)} available (estimated time "
@@ -89,7 +91,7 @@ class Estimate:
         return None
 
     def check(self, what: str, hint: str, force: bool = False,
-              ceiling: float = CEILING_SECONDS, available: int | None = None) -> None:
+              ceiling: float | None = None, available: int | None = None) -> None:
         """Raise :class:`ResourceError` (one line: the estimate, the bound, how to proceed)."""
         free = available_bytes() if available is None else available
         problem = self.problem(force, free, ceiling)
