@@ -495,3 +495,39 @@ def test_sigkill_of_the_driver_takes_its_workers(tmp_path) -> None:
     while any(_alive(p) for p in workers) and time.monotonic() < end:
         time.sleep(0.1)
     assert not [p for p in workers if _alive(p)], "workers outlived their driver"
+
+
+_SLOW_SPEC = """
+name = "slow"
+seeds = 1
+chunk_size = 1
+[base]
+regime = "population"
+steps = 200
+stride = 50
+learning_rate = 0.3
+[axes]
+"problem.separation" = { start = 2.0, stop = 4.0, num = 40 }
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["dask", "ray"])
+def test_ctrl_c_of_a_cluster_sweep_is_quiet(tmp_path, executor) -> None:
+    """Ctrl-C as a terminal sends it (to the whole process group): one closing line, 130."""
+    pytest.importorskip("distributed" if executor == "dask" else "ray")
+    spec = _write(tmp_path, "s.toml", _SLOW_SPEC)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-c", "from forgetlab.cli import main; main()", "sweep", "run",
+           str(spec), "--out", str(out), "--executor", executor, "--workers", "2",
+           "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    end = time.monotonic() + 120
+    while len(part_files(out)) < 2 if out.exists() else True:
+        assert proc.poll() is None and time.monotonic() < end
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert len(err.strip().splitlines()) == 1 and err.startswith("interrupted: "), err

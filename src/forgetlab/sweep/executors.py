@@ -91,6 +91,21 @@ def _sigint_ignored() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    """Set environment variables while child processes are started, then restore them."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
 def _quiet_logs(*names: str) -> Iterator[None]:
     """Silence the named loggers (e.g. ``distributed`` while it shuts down after Ctrl-C)."""
     loggers = [logging.getLogger(n) for n in names]
@@ -186,7 +201,9 @@ class DaskExecutor(Executor):
                              "pip install 'forgetlab[sweep]'") from None
         self.cluster = None
         if address is None:
-            with _sigint_ignored():
+            # worker processes read their logging level from the environment they inherit:
+            # a chunk cancelled after Ctrl-C is not worth a warning
+            with _sigint_ignored(), _environ(DASK_LOGGING__DISTRIBUTED="error"):
                 self.cluster = LocalCluster(n_workers=workers or default_workers(),
                                             threads_per_worker=1, processes=True,
                                             dashboard_address=None)
