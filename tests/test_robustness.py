@@ -358,9 +358,10 @@ def test_reproduce_reports_cleanup_and_checks_out_first(tmp_path, monkeypatch) -
     monkeypatch.setattr(_mod("reproduce"), "build_report", _interrupt)
     result = _cli("reproduce", "--claims", "C1", "--out", str(tmp_path / "r"))
     assert "note: removed" in result.output and not stale.exists()
+    monkeypatch.undo()
     blocker = _write(tmp_path, "f", "")
     _one_error_line(_cli("reproduce", "--claims", "C1", "--out", str(blocker / "r")), 2,
-                    "--out")
+                    "--out is not writable")
 
 
 # -- store integrity -------------------------------------------------------------------------

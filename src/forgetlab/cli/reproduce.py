@@ -14,7 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from forgetlab.claims.base import ClaimResult, ClaimSpec, claim_ids, get_profile, select
-from forgetlab.cli._common import EXIT_FAILED, check_output_dir
+from forgetlab.cli._common import EXIT_FAILED
 from forgetlab.report.build import build_report
 
 #: A temporary report directory untouched for this long belongs to a killed run [s].
@@ -29,6 +29,8 @@ def clean_stale(out: str | Path, now: float | None = None) -> tuple[list[Path], 
     now = time.time() if now is None else now
     removed, kept = [], []
     pattern = [f".{target.name}.tmp-*", f".{target.name}.old-*"]
+    if not target.parent.is_dir():
+        return removed, kept
     for leftover in sorted(p for g in pattern for p in target.parent.glob(g) if p.is_dir()):
         try:
             newest = max([leftover.stat().st_mtime] + [f.stat().st_mtime
@@ -84,8 +86,7 @@ def reproduce(profile: str, out: str, only: str, seed: int, allow_fail: bool) ->
     specs = select(ids)
     if seed < 0:
         raise ValueError(f"--seed must be an integer >= 0, got {seed}")
-    check_output_dir(out, "--out")
-    removed, kept = clean_stale(out)
+    removed, kept = clean_stale(out)  # --out itself is checked by build_report before work
     for path in removed:
         click.echo(f"note: removed {path}, left by a run that was killed", err=True)
     for path in kept:
