@@ -33,9 +33,10 @@ _QUAD_BLOCK = 4096  # cells per vectorised quadrature block
 # Rough time model, one core (measured on the development machine, order of magnitude only):
 # seconds per step of the Python loop, plus per cell (population: one quadrature; finite: per
 # sample coordinate), and the same population cost per recorded step for the exact measures.
-_STEP_S = {"population": 1e-2, "finite": 2.5e-3}
-_POP_CELL_S = 2e-5
-_SAMPLE_S = 1e-8
+# (bench/resource_estimate.py prints the estimate beside the measured time.)
+_STEP_S = {"population": 6e-3, "finite": 3e-3}
+_POP_CELL_S = 2.5e-4
+_SAMPLE_S = 7e-7
 
 
 class DynamicsRunner:
@@ -96,9 +97,9 @@ class DynamicsRunner:
     def estimate_seconds(self, runs: Sequence[Run]) -> float:
         """Rough run time of one ``simulate`` call on ``runs`` (C x S cells, T steps).
 
-        T (s_step + C S c) with s_step = 10 ms (population) or 2.5 ms (finite), c = 20 us
-        per cell (population quadrature) or 10 ns times B (d + 1) (finite samples), plus
-        (T / stride) (10 ms + 20 us C S) for the exact measures at the recorded steps.
+        T (s_step + C S c) with s_step = 6 ms (population) or 3 ms (finite), c = 250 us
+        per cell (population quadrature) or 0.7 us times B (d + 1) (finite samples), plus
+        (T / stride) (6 ms + 250 us C S) for the exact measures at the recorded steps.
         """
         if not runs:
             return 0.0
