@@ -27,7 +27,8 @@ def clean_stale(out: str | Path, now: float | None = None) -> tuple[list[Path], 
     last :data:`STALE_SECONDS` may belong to a run in progress and is kept (and reported)."""
     target = Path(out).absolute()
     now = time.time() if now is None else now
-    removed, kept = [], []
+    removed: list[Path] = []
+    kept: list[Path] = []
     pattern = [f".{target.name}.tmp-*", f".{target.name}.old-*"]
     if not target.parent.is_dir():
         return removed, kept

@@ -89,7 +89,7 @@ def _plot(traj: Trajectory, path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for s in range(traj.shape[1]):
         stop = int(traj.diverged_step[0, s])
-        keep = traj.steps < stop if stop >= 0 else slice(None)
+        keep = traj.steps < stop if stop >= 0 else np.ones(len(traj.steps), dtype=bool)
         for ax, path_s, color in ((axes[0], traj.weight_old[0, s], "C0"),
                                   (axes[1], traj.drift[0, s], "C2")):
             ax.plot(traj.steps[keep], path_s[keep], color=color, alpha=0.5, lw=1)
