@@ -126,7 +126,9 @@ def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = Non
 
         runner = DynamicsRunner()
     start = time.perf_counter()
-    n_workers = workers or (default_workers() if executor == "local" else 1)
+    # local pools, LocalClusters and local Ray instances default to every core
+    n_workers = workers or (default_workers() if isinstance(executor, str) and address is None
+                            else 1)
     plan = make_plan(spec, runner, n_workers, chunk_size)
     planned = time.perf_counter() - start
     check_plan_resources(plan, executor, address, force)
