@@ -77,7 +77,7 @@ def test_json_schema_and_values(tmp_path: Path) -> None:
     (["--alpha", "nan"], ["alpha", "finite"]),
     (["--beta0", "x"], ["beta0", "(0, 1)"]),
     (["--cov", "-2"], ["cov", "> 0"]),
-    (["--dim", "0"], ["dim", ">= 1"]),
+    (["--dim", "0"], ["dim", "[1, 1000]"]),
     (["--config", "no/such/file.toml"], ["cannot be read"]),
 ])
 def test_bad_flags_exit_2_with_one_line(args: list[str], pieces: list[str]) -> None:

@@ -46,7 +46,7 @@ def test_plan_prints_runs_chunks_and_memory(spec):
     (('"problem.separation" = [2.0, 4.0]', '"problem.separation" = [2.0, -1.0]'),
      "problem.separation=-1.0"),
     (('"problem.separation"', '"problem.sepration"'), "problem.sepration"),
-    (("seeds = 2", "seeds = 0"), "seeds must be an integer >= 1"),
+    (("seeds = 2", "seeds = 0"), "seeds must be an integer in [1, 1000000]"),
 ])
 def test_invalid_spec_fails_before_running_and_names_the_field(spec, tmp_path, edit, needle):
     spec.write_text(SPEC.replace(*edit))
@@ -84,8 +84,8 @@ def test_unwritable_output_is_one_error_line(spec, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     result = CliRunner().invoke(main, ["sweep", "run", str(spec), "--out", str(blocker / "o")])
-    assert result.exit_code == 1
-    assert result.output.startswith("error: cannot create the sweep directory")
+    assert result.exit_code == 2  # checked before any work: bad input
+    assert result.output.startswith("error: --out: cannot create")
 
 
 @pytest.mark.parametrize(("extra", "needle"), [

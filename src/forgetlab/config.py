@@ -30,21 +30,44 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from forgetlab._validation import as_covariance
 from forgetlab.gaussian import mahalanobis
 from forgetlab.mixture import TwoModeMixture
 
 MAX_SEPARATION = 40.0
+#: Smallest separation: below it D(a, b)^2 underflows the closed forms' arithmetic.
+MIN_SEPARATION = 1e-6
+#: Largest output dimension of a configuration (a d x d covariance is stored and factorised).
+MAX_DIM = 1000
+
+
+def _not_bool(value: Any) -> Any:
+    """Reject booleans where a number is expected (pydantic would read ``true`` as 1)."""
+    if isinstance(value, bool):
+        raise ValueError(f"Input should be a number, not the boolean {str(value).lower()}")
+    return value
+
+
+#: An integer or float field that refuses ``true``/``false``.
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
 
 #: Allowed range of every field, quoted in validation messages.
 ALLOWED: dict[str, str] = {
-    "dim": "an integer >= 1",
-    "separation": f"a number in (0, {MAX_SEPARATION:g}]",
+    "dim": f"an integer in [1, {MAX_DIM}]",
+    "separation": f"a number in [{MIN_SEPARATION:g}, {MAX_SEPARATION:g}]",
     "old_mean": "a list of dim finite numbers",
     "new_mean": "a list of dim finite numbers",
     "cov": "a variance > 0, a list of dim variances > 0, or a symmetric positive definite "
@@ -73,16 +96,16 @@ class MixtureProblem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     _prefix: ClassVar[str] = ""
 
-    dim: int = Field(1, ge=1, description="output dimension d")
-    separation: float = Field(4.0, gt=0.0,
+    dim: Int = Field(1, ge=1, le=MAX_DIM, description="output dimension d")
+    separation: Float = Field(4.0, ge=MIN_SEPARATION, le=MAX_SEPARATION,
                               description="Delta = D(a, b) when the means are not given")
-    old_mean: list[float] | None = Field(None, description="true old mean a")
-    new_mean: list[float] | None = Field(None, description="true new mean b")
-    cov: float | list[float] | list[list[float]] = Field(1.0, description="shared covariance")
-    alpha: float = Field(0.5, gt=0.0, lt=1.0, description="target old weight")
-    beta0: float = Field(0.5, gt=0.0, lt=1.0, description="initial learner old weight")
-    new_mean_start: float = Field(0.5, description="m_n(0) = a + new_mean_start (b - a)")
-    learner_new_mean: list[float] | None = Field(None, description="explicit m_n(0)")
+    old_mean: list[Float] | None = Field(None, description="true old mean a")
+    new_mean: list[Float] | None = Field(None, description="true new mean b")
+    cov: Float | list[Float] | list[list[Float]] = Field(1.0, description="shared covariance")
+    alpha: Float = Field(0.5, gt=0.0, lt=1.0, description="target old weight")
+    beta0: Float = Field(0.5, gt=0.0, lt=1.0, description="initial learner old weight")
+    new_mean_start: Float = Field(0.5, description="m_n(0) = a + new_mean_start (b - a)")
+    learner_new_mean: list[Float] | None = Field(None, description="explicit m_n(0)")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -95,6 +118,12 @@ class MixtureProblem(BaseModel):
             raise ValueError(f"{self._prefix}old_mean and {self._prefix}new_mean must be given "
                              "together (or neither)")
         self.covariance()
+        if self.old_mean is not None and self.new_mean is not None:
+            dist = float(mahalanobis(self.old_mean, self.new_mean, self.cov,
+                                     names=(f"{self._prefix}old_mean", f"{self._prefix}new_mean")))
+            if not MIN_SEPARATION <= dist <= MAX_SEPARATION:
+                raise ValueError(f"D({self._prefix}old_mean, {self._prefix}new_mean) = {dist:g} "
+                                 f"must lie in [{MIN_SEPARATION:g}, {MAX_SEPARATION:g}]")
         return self
 
     def covariance(self) -> np.ndarray:
@@ -128,23 +157,12 @@ class MixtureProblem(BaseModel):
 class MixtureConfig(MixtureProblem):
     """One two-mode problem plus the knobs of the theory's predictions (see module docstring)."""
 
-    dim: int = Field(2, ge=1, description="output dimension d")
-    separation: float = Field(4.0, gt=0.0, le=MAX_SEPARATION,
-                              description="Delta = D(a, b) when the means are not given")
-    alpha: float = Field(0.3, gt=0.0, lt=1.0, description="target old weight")
-    replay: float = Field(0.2, ge=0.0, lt=1.0, description="replay fraction lambda")
-    batch_size: int = Field(16, ge=1, description="batch size B")
-    step_size: float = Field(0.2, gt=0.0, description="gradient step size s")
-    steps: int = Field(200, ge=1, le=20_000, description="steps of predicted trajectories")
-
-    @model_validator(mode="after")
-    def _separation_in_range(self) -> MixtureConfig:
-        if self.old_mean is not None and self.new_mean is not None:
-            dist = float(mahalanobis(self.old_mean, self.new_mean, self.cov))
-            if not 0.0 < dist <= MAX_SEPARATION:
-                raise ValueError(f"D(old_mean, new_mean) = {dist:g} must lie in "
-                                 f"(0, {MAX_SEPARATION:g}]")
-        return self
+    dim: Int = Field(2, ge=1, le=MAX_DIM, description="output dimension d")
+    alpha: Float = Field(0.3, gt=0.0, lt=1.0, description="target old weight")
+    replay: Float = Field(0.2, ge=0.0, lt=1.0, description="replay fraction lambda")
+    batch_size: Int = Field(16, ge=1, description="batch size B")
+    step_size: Float = Field(0.2, gt=0.0, description="gradient step size s")
+    steps: Int = Field(200, ge=1, le=20_000, description="steps of predicted trajectories")
 
     def resolved(self) -> dict[str, Any]:
         """Every field with the means and covariance made explicit (JSON-ready)."""

@@ -183,9 +183,10 @@ def whiten(x: ArrayLike, chol: Array) -> Array:
     return np.linalg.solve(chol, x[..., None])[..., 0]
 
 
-def mahalanobis(u: ArrayLike, v: ArrayLike, cov: ArrayLike) -> Array:
-    """D(u, v) = ||Sigma^{-1/2}(u - v)||, shape ``[...]``."""
-    u_arr, v_arr = as_means(u, v, names=("u", "v"))
+def mahalanobis(u: ArrayLike, v: ArrayLike, cov: ArrayLike,
+                names: tuple[str, str] = ("u", "v")) -> Array:
+    """D(u, v) = ||Sigma^{-1/2}(u - v)||, shape ``[...]``; errors name the means ``names``."""
+    u_arr, v_arr = as_means(u, v, names=names)
     inv = factorise(np.asarray(cov, dtype=float), u_arr.shape[-1]).chol_inv  # cached per cov
     diff = u_arr - v_arr
     z = diff @ inv.T if inv.ndim == 2 else np.einsum("...ij,...j->...i", inv, diff)

@@ -156,7 +156,7 @@ def misassignment(
         raise ValueError(f"kind must be 'soft' or 'hard', got {kind!r}")
     hard = kind == "hard"
     w_o = as_finite(weight_old, "weight_old", low=0.0, high=1.0, open_low=hard, open_high=hard)
-    dist = mahalanobis(mean_old, mean_new, cov)
+    dist = mahalanobis(mean_old, mean_new, cov, names=("mean_old", "mean_new"))
     if hard:
         return hard_misassignment(w_o, 1.0 - w_o, dist, log=log)
     with np.errstate(divide="ignore"):
@@ -170,7 +170,7 @@ def misassignment_bound(
 ) -> Array:
     """Overlap gate (1/2) sqrt(w_n / w_o) BC, BC = exp(-D^2/8): soft misassignment <= bound."""
     w_o = as_finite(weight_old, "weight_old", low=0.0, high=1.0, open_low=True)
-    dist = mahalanobis(mean_old, mean_new, cov)
+    dist = mahalanobis(mean_old, mean_new, cov, names=("mean_old", "mean_new"))
     with np.errstate(divide="ignore"):
         log_ratio = np.log1p(-w_o) - np.log(w_o)
     return 0.5 * np.exp(0.5 * log_ratio - dist**2 / 8.0)

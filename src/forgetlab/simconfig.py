@@ -31,13 +31,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from forgetlab.config import MixtureProblem
+from forgetlab.config import MAX_DIM, Float, Int, MixtureProblem
 from forgetlab.methods import get_method
 from forgetlab.methods.base import Knob
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ProblemConfig(MixtureProblem):
@@ -46,15 +46,15 @@ class ProblemConfig(MixtureProblem):
 
     _prefix: ClassVar[str] = "problem."
 
-    dim: int = Field(1, ge=1, description="output dimension d")
+    dim: Int = Field(1, ge=1, le=MAX_DIM, description="output dimension d")
 
 
 class GroupScales(_Strict):
     """Learning-rate multipliers per parameter group (0 freezes a group)."""
 
-    weight: float = Field(1.0, ge=0.0)
-    mean_old: float = Field(1.0, ge=0.0)
-    mean_new: float = Field(1.0, ge=0.0)
+    weight: Float = Field(1.0, ge=0.0)
+    mean_old: Float = Field(1.0, ge=0.0)
+    mean_new: Float = Field(1.0, ge=0.0)
 
 
 class SimulationConfig(_Strict):
@@ -63,21 +63,21 @@ class SimulationConfig(_Strict):
     method: str = "sft"
     knobs: dict[str, Any] = Field(default_factory=dict)
     regime: Literal["population", "finite"] = "population"
-    steps: int = Field(1000, ge=1)
-    stride: int = Field(10, ge=1)
-    learning_rate: float = Field(0.1, gt=0.0)
+    steps: Int = Field(1000, ge=1)
+    stride: Int = Field(10, ge=1)
+    learning_rate: Float = Field(0.1, gt=0.0)
     lr_scale: GroupScales = Field(default_factory=lambda: GroupScales.model_validate({}))
     weight_coordinate: Literal["logit", "raw"] = "logit"
-    weight_clip: float = Field(0.0, ge=0.0, lt=0.5)
+    weight_clip: Float = Field(0.0, ge=0.0, lt=0.5)
     optimizer: Literal["gd", "adam", "em"] = "gd"
-    adam_beta1: float = Field(0.9, ge=0.0, lt=1.0)
-    adam_beta2: float = Field(0.999, ge=0.0, lt=1.0)
-    adam_eps: float = Field(1e-8, gt=0.0)
-    batch_size: int = Field(64, gt=0)
-    seeds: int = Field(1, ge=1)
-    seed: int = Field(0, ge=0)
-    max_logit: float = Field(40.0, gt=0.0)
-    max_distance: float = Field(1e3, gt=0.0)
+    adam_beta1: Float = Field(0.9, ge=0.0, lt=1.0)
+    adam_beta2: Float = Field(0.999, ge=0.0, lt=1.0)
+    adam_eps: Float = Field(1e-8, gt=0.0)
+    batch_size: Int = Field(64, gt=0)
+    seeds: Int = Field(1, ge=1)
+    seed: Int = Field(0, ge=0)
+    max_logit: Float = Field(40.0, gt=0.0)
+    max_distance: Float = Field(1e3, gt=0.0)
     exact_metrics: bool = True
     problem: ProblemConfig = Field(default_factory=lambda: ProblemConfig.model_validate({}))
 
@@ -121,9 +121,12 @@ def load_config(path: str | Path) -> SimulationConfig:
     """A :class:`SimulationConfig` from a TOML file (unknown keys rejected)."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"config file {path} cannot be read: "
+                         f"{getattr(err, 'strerror', None) or err}") from None
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"config file {path} is not valid TOML: {err}") from None
     return parse_config(data)

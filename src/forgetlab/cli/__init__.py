@@ -2,27 +2,22 @@
 
 Each command group lives in its own module of this package and is registered on :data:`main`.
 Invalid input (a ``ValueError`` raised by validation anywhere in the library) becomes one line
-on standard error naming the field and the allowed range, and exit code 2, never a traceback.
+on standard error naming the field and the allowed range, and exit code 2, never a traceback;
+the exit codes of every command are listed in :mod:`forgetlab.cli._common`.
 """
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from forgetlab import __version__
+from forgetlab.cli._common import handle_errors
 
 
 class _Group(click.Group):
-    """A click group that turns validation errors into one line and exit code 2."""
+    """A click group whose errors end in one line and the shared exit codes."""
 
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except ValueError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(2)
+    invoke = handle_errors(click.Group.invoke)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

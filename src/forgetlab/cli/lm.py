@@ -42,7 +42,8 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
 @click.option("--settings", default="same_prompts,held_out", show_default=True,
               help="Comma-separated settings.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-@click.option("--threads", type=int, default=None, help="Torch CPU threads [default: all cores].")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Torch CPU threads [default: all cores].")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("lm-benchmark"),
               show_default=True, help="Folder for figures and results.json.")
 @click.option("--cache", type=click.Path(path_type=Path), default=None,
@@ -56,7 +57,10 @@ def benchmark(methods: str | None, profile: str, settings: str, as_json: bool,
               variant: str) -> None:
     """Pre-train the built-in model (cached) and compare methods at matched new-task gain."""
     require_torch()
+    from forgetlab.cli._common import check_output_dir
     from forgetlab.lm.benchmark import run_benchmark
+
+    check_output_dir(out, "--out")
 
     specs = methods.replace(",", " ").split() if methods else None
     # a knob list such as "distill:divergence=jsd,beta=0.3" is split back together

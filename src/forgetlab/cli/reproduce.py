@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 import sys
+import time
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -11,7 +14,37 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from forgetlab.claims.base import ClaimResult, ClaimSpec, claim_ids, get_profile, select
+from forgetlab.cli._common import EXIT_FAILED
 from forgetlab.report.build import build_report
+
+#: A temporary report directory untouched for this long belongs to a killed run [s].
+STALE_SECONDS = 300.0
+
+
+def clean_stale(out: str | Path, now: float | None = None) -> tuple[list[Path], list[Path]]:
+    """Remove the temporary directories (``.<out>.tmp-*``, ``.<out>.old-*``) that killed
+    runs left beside ``out``; returns (removed, kept). One whose newest file changed in the
+    last :data:`STALE_SECONDS` may belong to a run in progress and is kept (and reported)."""
+    target = Path(out).absolute()
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    kept: list[Path] = []
+    pattern = [f".{target.name}.tmp-*", f".{target.name}.old-*"]
+    if not target.parent.is_dir():
+        return removed, kept
+    for leftover in sorted(p for g in pattern for p in target.parent.glob(g) if p.is_dir()):
+        try:
+            newest = max([leftover.stat().st_mtime] + [f.stat().st_mtime
+                                                       for f in leftover.rglob("*")])
+        except OSError:
+            continue
+        if now - newest < STALE_SECONDS:
+            kept.append(leftover)
+            continue
+        shutil.rmtree(leftover, ignore_errors=True)
+        (kept if leftover.exists() else removed).append(leftover)
+    return removed, kept
+
 
 _STYLE = {"passed": "green", "failed": "bold red", "error": "bold red", "skipped": "yellow"}
 
@@ -46,11 +79,20 @@ def reproduce(profile: str, out: str, only: str, seed: int, allow_fail: bool) ->
 
     Writes OUT/claims.json, one figure per claim (PNG and SVG) and a self-contained
     OUT/report.html. Exit code 0 when every claim passes, 1 when one fails (0 with
-    --allow-fail), 2 for bad input.
+    --allow-fail), 2 for bad input, 130 when interrupted (the previous report is kept).
+    Temporary directories of killed runs beside OUT are removed (or reported) first.
     """
     get_profile(profile)
     ids = [s.strip() for s in only.split(",") if s.strip()] or None
     specs = select(ids)
+    if seed < 0:
+        raise ValueError(f"--seed must be an integer >= 0, got {seed}")
+    removed, kept = clean_stale(out)  # --out itself is checked by build_report before work
+    for path in removed:
+        click.echo(f"note: removed {path}, left by a run that was killed", err=True)
+    for path in kept:
+        click.echo(f"note: {path} may belong to a run in progress (changed in the last "
+                   f"{STALE_SECONDS:.0f} s); remove it by hand if not", err=True)
     console = Console(stderr=True)
     command = "forgetlab " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "forgetlab reproduce"
     with Progress(
@@ -73,4 +115,4 @@ def reproduce(profile: str, out: str, only: str, seed: int, allow_fail: bool) ->
     Console().print(_summary(results))
     click.echo(f"report: {out}/report.html")
     if not all(r.ok for r in results) and not allow_fail:
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)

@@ -1,8 +1,15 @@
 """``forgetlab simulate``: run a configuration or a preset and summarise forgetting.
 
-Prints a table per configuration (final and worst-case old mass, final and worst-case drift),
-or with ``--json`` one JSON object: the resolved configuration, the summary rows and the
-diverged runs. ``--plot FILE`` saves beta(t) and the drift D(m_o(t), a) for every seed.
+Prints a table per configuration (final and worst-case old mass, final and worst-case drift,
+and a ``status`` column), or with ``--json`` one JSON object: the resolved configuration, the
+summary rows (each with ``status`` and ``diverged_seeds``) and the diverged runs. ``--plot
+FILE`` saves beta(t) and the drift D(m_o(t), a) for every seed, diverged seeds dashed red.
+
+Before anything runs, the output path is checked and the memory and time are estimated with
+the sweep plan's model (:mod:`forgetlab.sweep.resources`); past the available memory or the
+time ceiling the command refuses (``--force`` lifts the time ceiling). A diverged run is
+stopped at its last sane values: the table never shows those values plainly (``diverged`` or
+a ``*``), a summary line goes to standard error, and ``--fail-on-diverged`` makes it exit 1.
 """
 
 from __future__ import annotations
@@ -13,13 +20,43 @@ import sys
 from typing import Any
 
 import click
+import numpy as np
+from numpy.typing import NDArray
 
 from forgetlab import presets
+from forgetlab.cli._common import EXIT_FAILED, check_output_file
 from forgetlab.dynamics import simulate as run_simulation
 from forgetlab.simconfig import SimulationConfig, load_config
+from forgetlab.sweep.resources import MAX_RUNS, Estimate
 from forgetlab.trajectory import Trajectory
 
 _PROGRESS_MIN_STEPS = 2000
+#: External presets (another model): their cost is bounded by seeds x steps.
+_EXTERNAL_MAX_WORK = 10**8
+
+
+def estimate(config: SimulationConfig) -> Estimate:
+    """Peak memory and time of ``simulate(config)``: the sweep plan of one configuration with
+    ``config.seeds`` seeds, in one chunk (the model ``forgetlab sweep plan`` uses)."""
+    from forgetlab.sweep.engine import DynamicsRunner
+    from forgetlab.sweep.plan import make_plan
+    from forgetlab.sweep.spec import SweepSpec
+
+    seeds = config.seeds if config.regime == "finite" else 1
+    base = config.model_dump(mode="json", exclude={"seeds"})
+    plan = make_plan(SweepSpec("simulate", base, {}, seeds), DynamicsRunner(), 1, seeds)
+    return plan.estimate
+
+
+def _check_external(seeds: int | None, steps: int | None, force: bool) -> None:
+    for name, value in (("--seeds", seeds), ("--steps", steps)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value}")
+    work = (seeds or 1) * (steps or 1)
+    if work > _EXTERNAL_MAX_WORK and not force:
+        raise ValueError(f"--seeds x --steps = {work:.3g} exceeds the ceiling of "
+                         f"{_EXTERNAL_MAX_WORK:.0e} for this preset; use --force to run "
+                         "anyway, or fewer seeds or steps")
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
@@ -51,8 +88,17 @@ def _plot(traj: Trajectory, path: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for s in range(traj.shape[1]):
-        axes[0].plot(traj.steps, traj.weight_old[0, s], color="C0", alpha=0.5, lw=1)
-        axes[1].plot(traj.steps, traj.drift[0, s], color="C3", alpha=0.5, lw=1)
+        stop = int(traj.diverged_step[0, s])
+        keep = traj.steps < stop if stop >= 0 else np.ones(len(traj.steps), dtype=bool)
+        for ax, path_s, color in ((axes[0], traj.weight_old[0, s], "C0"),
+                                  (axes[1], traj.drift[0, s], "C2")):
+            ax.plot(traj.steps[keep], path_s[keep], color=color, alpha=0.5, lw=1)
+            if stop >= 0:  # a diverged run: marked, its frozen values not drawn as results
+                ax.axvline(stop, color="red", ls="--", lw=0.8)
+                ax.plot([stop], [path_s[keep][-1] if np.any(keep) else path_s[0]], "rx")
+    if traj.divergences:
+        axes[0].plot([], [], "r--x", lw=0.8, label="diverged (stopped)")
+        axes[0].legend(fontsize=7)
     axes[0].set(xlabel="step t", ylabel="old weight beta(t)", title="mass")
     axes[1].set(xlabel="step t", ylabel="drift D(m_o(t), a)", title="old-component drift")
     fig.tight_layout()
@@ -60,19 +106,43 @@ def _plot(traj: Trajectory, path: str) -> None:
     plt.close(fig)
 
 
+def diverged_seeds(traj: Trajectory) -> NDArray[np.int_]:
+    """Number of diverged seeds per configuration, ``[C]``."""
+    return np.asarray((traj.diverged_step >= 0).sum(axis=1), dtype=int)
+
+
+def status(n_diverged: int, n_seeds: int) -> str:
+    """``ok``, or ``diverged`` (every seed) or ``diverged k/S``."""
+    if n_diverged == 0:
+        return "ok"
+    return "diverged" if n_diverged == n_seeds else f"diverged {n_diverged}/{n_seeds}"
+
+
 def _table(traj: Trajectory, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
     frame = traj.summary()
+    bad = diverged_seeds(traj)
     table = Table(title=title)
-    for col in ("beta0", "alpha", "beta final", "beta worst", "drift final", "drift worst"):
-        table.add_column(col, justify="right")
+    for col in ("beta0", "alpha", "beta final", "beta worst", "drift final", "drift worst",
+                "status"):
+        table.add_column(col, justify="right", no_wrap=True)
+    partial = False
     for i, row in frame.iterrows():
-        table.add_row(f"{traj.beta0[i]:.4g}", f"{traj.alpha[i]:.4g}",
-                      f"{row.beta_final:.4g} ± {row.beta_final_sd:.2g}", f"{row.beta_worst:.4g}",
-                      f"{row.drift_final:.4g}", f"{row.drift_worst:.4g}")
-    Console().print(table)
+        values = [f"{row.beta_final:.4g} ± {row.beta_final_sd:.2g}", f"{row.beta_worst:.4g}",
+                  f"{row.drift_final:.4g}", f"{row.drift_worst:.4g}"]
+        if bad[i] == traj.shape[1]:
+            values = ["[red]-[/]"] * 4  # the frozen values are not results
+        elif bad[i]:
+            values = [f"[red]{v}*[/]" for v in values]
+            partial = True
+        table.add_row(f"{traj.beta0[i]:.4g}", f"{traj.alpha[i]:.4g}", *values,
+                      status(int(bad[i]), traj.shape[1]))
+    if partial:
+        table.caption = "* means over seeds that include diverged runs (frozen when stopped)"
+    # a pipe or a file gets the whole table (rich would squeeze it to 80 columns)
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
 
 
 @click.command()
@@ -84,29 +154,53 @@ def _table(traj: Trajectory, title: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Save a figure of beta and drift.")
 @click.option("--list-presets", is_flag=True, help="List the presets and exit.")
+@click.option("--force", is_flag=True,
+              help="Run even when the estimated time exceeds the ceiling (memory is still "
+                   "checked).")
+@click.option("--fail-on-diverged", is_flag=True,
+              help="Exit with code 1 when a run diverged.")
 def simulate(config_file: str | None, preset: str | None, seeds: int | None, steps: int | None,
-             as_json: bool, plot: str | None, list_presets: bool) -> None:
-    """Simulate post-training on the two-mode mixture and report mass forgetting and drift."""
+             as_json: bool, plot: str | None, list_presets: bool, force: bool,
+             fail_on_diverged: bool) -> None:
+    """Simulate post-training on the two-mode mixture and report mass forgetting and drift.
+
+    Exit codes: 0 done, 1 a run diverged (with --fail-on-diverged), 2 bad input or past the
+    resource bounds, 130 interrupted.
+    """
     if list_presets:
         for name, text in presets.list_presets().items():
             click.echo(f"{name:22s} {text}")
         return
     if (config_file is None) == (preset is None):
         raise ValueError("give exactly one of --config FILE or --preset NAME")
+    if plot:
+        check_output_file(plot, "--plot")
     if preset is not None and (ext := presets.external(preset)) is not None:
+        _check_external(seeds, steps, force)
         ext.run(seeds, steps, as_json, plot)
         return
     config = load_config(config_file) if config_file else presets.get(preset or "")
     overrides = {k: v for k, v in (("seeds", seeds), ("steps", steps)) if v is not None}
     if overrides:
         config = config.with_updates(**overrides)
+    if config.seeds > MAX_RUNS:
+        raise ValueError(f"seeds must be an integer in [1, {MAX_RUNS}], got {config.seeds}")
+    if config.regime == "population" and config.seeds > 1:
+        where = f"preset {preset!r}" if preset else f"config {config_file}"
+        click.echo(f"warning: {where} is a population run (exact and deterministic): it runs "
+                   f"1 seed, not {config.seeds}; set regime = \"finite\" for minibatch seeds",
+                   err=True)
+    estimate(config).check("simulate", "fewer --steps or --seeds, or a larger stride", force)
     traj = _run(config, quiet=as_json)
     if plot:
         _plot(traj, plot)
     if as_json:
         rows = traj.summary().to_dict(orient="records")
-        out = {"config": config.model_dump(mode="json"),
-               "summary": [{k: _json_value(v) for k, v in r.items()} for r in rows],
+        bad = diverged_seeds(traj)
+        summary = [{**{k: _json_value(v) for k, v in r.items()},
+                    "status": "ok" if bad[i] == 0 else "diverged",
+                    "diverged_seeds": int(bad[i])} for i, r in enumerate(rows)]
+        out = {"config": config.model_dump(mode="json"), "summary": summary,
                "divergences": [{"config": c, "seed": s, "step": t}
                                for c, s, t in traj.divergences]}
         click.echo(json.dumps(out))
@@ -116,3 +210,11 @@ def simulate(config_file: str | None, preset: str | None, seeds: int | None, ste
     for c, s, t in traj.divergences:
         click.echo(f"warning: config {c} seed {s} diverged at step {t} (stopped)", err=True)
     sys.stdout.flush()
+    if traj.divergences:
+        n_runs = traj.shape[0] * traj.shape[1]
+        click.echo(f"diverged: {len(traj.divergences)} of {n_runs} run(s) left the sane range "
+                   "and were stopped; their values are not results"
+                   + ("" if fail_on_diverged else " (--fail-on-diverged makes this an error)"),
+                   err=True)
+        if fail_on_diverged:
+            sys.exit(EXIT_FAILED)

@@ -16,7 +16,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from forgetlab.config import MixtureConfig
+from forgetlab.sweep.resources import Estimate
 from forgetlab.theory.summary import GROUPS, as_json, theory_summary
+
+#: ``theory`` is meant to answer in seconds: past this estimated time it needs --force [s].
+THEORY_CEILING_SECONDS = 60.0
+
+
+def estimate(config: MixtureConfig) -> Estimate:
+    """Rough memory and time of :func:`theory_summary`: the d^3 linear algebra of the Fisher
+    spectrum and the flows (about 1.5e-7 d^3 s), 10 ms per predicted step and 3 s of set-up;
+    about 200 MB plus 160 d^2 bytes (measured up to d = 1000 on one core)."""
+    d = config.dim
+    return Estimate(2e8 + 160.0 * d * d, 3.0 + 0.01 * config.steps + 1.5e-7 * d**3)
 
 # Flags for the main fields: (option, config key, help). Values are passed to the validated
 # configuration as given, so a bad value is reported with the field name and allowed range.
@@ -57,7 +69,10 @@ def _options(func: Any) -> Any:
               help="TOML file with configuration keys (unknown keys are rejected).")
 @_options
 @click.option("--json", "as_json_flag", is_flag=True, help="Print JSON (schema in docs/cli.md).")
-def theory(config_path: str | None, as_json_flag: bool, **flags: str | None) -> None:
+@click.option("--force", is_flag=True, help=f"Run even when the estimated time exceeds "
+              f"{THEORY_CEILING_SECONDS:g} s.")
+def theory(config_path: str | None, as_json_flag: bool, force: bool,
+           **flags: str | None) -> None:
     """Print the theory's closed forms and predictions (claims C2 to C7) for a configuration.
 
     Groups: overlap of the target modes; C2 forward KL (rho, weight identity, EM map, decay
@@ -66,11 +81,14 @@ def theory(config_path: str | None, as_json_flag: bool, **flags: str | None) -> 
 
     The configuration is the built-in default (d = 2, Delta = 4, alpha = 0.3, beta0 = 0.5,
     lambda = 0.2, B = 16, s = 0.2, 200 steps), overridden by --config, overridden by flags.
-    Bad input: one line naming the field and its allowed range, exit code 2.
+    Bad input: one line naming the field and its allowed range, exit code 2; so is an
+    estimated run time past 60 s (large dim) without --force.
     """
     overrides = {key: value for key, value in flags.items() if value is not None}
     config = (MixtureConfig.from_toml(config_path, **overrides) if config_path
               else MixtureConfig.from_dict(overrides))
+    estimate(config).check("theory", "a smaller --dim or fewer --steps", force,
+                           ceiling=THEORY_CEILING_SECONDS)
     quantities = theory_summary(config)
     if as_json_flag:
         click.echo(json.dumps(as_json(config, quantities), indent=2, allow_nan=False))

@@ -17,10 +17,11 @@ from typing import Any
 
 from numpy.typing import NDArray
 
-from forgetlab.sweep.executors import Executor, check_executor, make_executor
-from forgetlab.sweep.plan import Chunk, ChunkRunner, make_chunks, make_plan
+from forgetlab.sweep.executors import Executor, check_executor, default_workers, make_executor
+from forgetlab.sweep.plan import Chunk, ChunkRunner, Plan, make_chunks, make_plan
+from forgetlab.sweep.resources import Estimate
 from forgetlab.sweep.spec import Run, SweepSpec
-from forgetlab.sweep.store import ResultStore, rows_frame
+from forgetlab.sweep.store import ResultStore, StoreError, load_results, rows_frame, stored_run_ids
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class SweepOutcome:
     seconds: float
     interrupted: bool
     plan_seconds: float = 0.0
+    diverged: int = 0
+    notes: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -74,17 +77,47 @@ def _progress(enabled: bool, total: int, done: int) -> Any:
     return progress, task
 
 
+def check_plan_resources(plan: Plan, executor: str | Executor, address: str | None,
+                         force: bool = False) -> None:
+    """Refuse a plan past the memory available here or the time ceiling
+    (:mod:`forgetlab.sweep.resources`). On a remote cluster (``address``) only the result
+    table is held here, and the time depends on the cluster: only that memory is checked."""
+    estimate = plan.estimate
+    if address is not None or not isinstance(executor, str):
+        estimate = Estimate(plan.result_bytes, 0.0)
+    estimate.check(f"sweep {plan.spec.name!r}", "fewer configurations or seeds, a smaller "
+                   "--chunk-size or fewer --workers", force)
+
+
+def verify_store(out: str | Path, runs: Sequence[Run]) -> int:
+    """Read the whole store back and check that it holds every run of ``runs``.
+
+    Returns the number of stored runs that diverged; :class:`StoreError` naming the file or
+    the first missing run otherwise."""
+    table = load_results(out)
+    missing = {r.run_id for r in runs} - set(table["run_id"])
+    if missing:
+        raise StoreError(5, f"{out}: {len(missing)} run(s) of the sweep are not in the store "
+                         f"(e.g. {sorted(missing)[0]}); run again to recompute them")
+    if "status" not in table.columns:
+        return 0
+    return int((table["status"] == "diverged").sum())
+
+
 def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = None,
               executor: str | Executor = "local", address: str | None = None,
               workers: int | None = None, chunk_size: int | None = None,
-              progress: bool = True) -> SweepOutcome:
+              progress: bool = True, force: bool = False) -> SweepOutcome:
     """Execute ``spec`` into the store at ``out``, resuming from what is already stored.
 
     ``executor`` is a name (``local``, ``dask``, ``ray``; built with ``address`` and
     ``workers`` and closed at the end) or an open :class:`Executor` (left open, e.g. to run
-    several sweeps on one pool). Every configuration is resolved before anything runs. Ctrl-C
-    cancels the chunks that have not started, keeps every stored chunk and returns with
-    ``interrupted=True``.
+    several sweeps on one pool). Every configuration is resolved and the plan's memory and
+    time are checked (:func:`check_plan_resources`; ``force`` lifts the time ceiling) before
+    anything runs; the executor is started (a cluster connected to) before the store is
+    written, so a failure there leaves the directory as it was. Ctrl-C cancels the chunks that
+    have not started, keeps every stored chunk and returns with ``interrupted=True``. A
+    complete sweep is read back and verified (:func:`verify_store`) before it is reported.
     """
     if isinstance(executor, str):
         check_executor(executor, address, workers)
@@ -93,32 +126,45 @@ def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = Non
 
         runner = DynamicsRunner()
     start = time.perf_counter()
-    plan = make_plan(spec, runner, workers or 1, chunk_size)
+    # local pools, LocalClusters and local Ray instances default to every core
+    n_workers = workers or (default_workers() if isinstance(executor, str) and address is None
+                            else 1)
+    plan = make_plan(spec, runner, n_workers, chunk_size)
     planned = time.perf_counter() - start
-    with ResultStore(out) as store:
-        store.open(runner.name, spec.name, spec.seeds, plan.runs)
-        done = store.done_run_ids()
-        todo = [r for r in plan.runs if r.run_id not in done]
-        skipped = len(plan.runs) - len(todo)
-        chunks: list[Chunk] = make_chunks(todo, runner, chunk_size or spec.chunk_size)
-        executed = 0
-        interrupted = False
-        bar, task = _progress(progress, len(plan.runs), skipped)
-        pool = None
-        try:
+    check_plan_resources(plan, executor, address, force)
+    pending = any(r.run_id not in stored_run_ids(out) for r in plan.runs)
+    pool = None
+    executed = skipped = 0
+    interrupted = False
+    notes: list[str] = []
+    try:
+        if pending:
+            pool = (make_executor(executor, address, workers)
+                    if isinstance(executor, str) else executor)
+        with ResultStore(out) as store:
+            notes = store.open(runner.name, spec.name, spec.seeds, plan.runs)
+            done = store.done_run_ids()
+            todo = [r for r in plan.runs if r.run_id not in done]
+            skipped = len(plan.runs) - len(todo)
+            chunks: list[Chunk] = make_chunks(todo, runner, chunk_size or spec.chunk_size)
+            bar, task = _progress(progress, len(plan.runs), skipped)
             with bar:
                 if chunks:
-                    pool = (make_executor(executor, address, workers)
-                            if isinstance(executor, str) else executor)
+                    if pool is None:  # another process removed stored runs meanwhile
+                        pool = (make_executor(executor, address, workers)
+                                if isinstance(executor, str) else executor)
                     tasks = [(runner, c.runs) for c in chunks]
                     for i, metrics in pool.map_unordered(execute_chunk, tasks):
                         store.write_chunk(chunks[i].chunk_id, rows_frame(chunks[i].runs, metrics))
                         executed += len(chunks[i])
                         bar.update(task, advance=len(chunks[i]))
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            if pool is not None:
-                pool.close() if isinstance(executor, str) else pool.cancel()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if pool is not None:
+            pool.close() if isinstance(executor, str) else pool.cancel()
+    diverged = 0
+    if not interrupted and skipped + executed == len(plan.runs):
+        diverged = verify_store(out, plan.runs)
     return SweepOutcome(len(plan.runs), skipped, executed, time.perf_counter() - start,
-                        interrupted, planned)
+                        interrupted, planned, diverged, tuple(notes))

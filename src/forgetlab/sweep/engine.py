@@ -30,6 +30,13 @@ from forgetlab.sweep.spec import Run
 _N_PATHS = 16  # recorded scalar paths per run (parameters and measures), for memory estimates
 _QUAD_NODES = 1100  # quadrature nodes per expectation (forgetlab.quadrature: ~53 panels x 20)
 _QUAD_BLOCK = 4096  # cells per vectorised quadrature block
+# Rough time model, one core (measured on the development machine, order of magnitude only):
+# seconds per step of the Python loop, plus per cell (population: one quadrature; finite: per
+# sample coordinate), and the same population cost per recorded step for the exact measures.
+# (bench/resource_estimate.py prints the estimate beside the measured time.)
+_STEP_S = {"population": 6e-3, "finite": 3e-3}
+_POP_CELL_S = 2.5e-4
+_SAMPLE_S = 7e-7
 
 
 class DynamicsRunner:
@@ -86,6 +93,27 @@ class DynamicsRunner:
         if finite:
             total += 4 * cells * cfg["batch_size"] * (d + 1) * 8
         return int(total)
+
+    def estimate_seconds(self, runs: Sequence[Run]) -> float:
+        """Rough run time of one ``simulate`` call on ``runs`` (C x S cells, T steps).
+
+        T (s_step + C S c) with s_step = 6 ms (population) or 3 ms (finite), c = 250 us
+        per cell (population quadrature) or 0.7 us times B (d + 1) (finite samples), plus
+        (T / stride) (6 ms + 250 us C S) for the exact measures at the recorded steps.
+        """
+        if not runs:
+            return 0.0
+        cfg = runs[0].config
+        finite = cfg["regime"] == "finite"
+        seeds = max(r.seed_index for r in runs) + 1 if finite else 1
+        cells = len({r.config_id for r in runs}) * seeds
+        steps = cfg["steps"]
+        per_cell = (_SAMPLE_S * cfg["batch_size"] * (cfg["problem"]["dim"] + 1) if finite
+                    else _POP_CELL_S)
+        total = steps * (_STEP_S[cfg["regime"]] + cells * per_cell)
+        if not finite or cfg.get("exact_metrics", True):
+            total += (steps // cfg["stride"] + 2) * (_STEP_S["population"] + cells * _POP_CELL_S)
+        return float(total)
 
     def run(self, runs: Sequence[Run]) -> dict[str, NDArray[Any]]:
         """Simulate the chunk's configurations in one call and pick each run's row."""

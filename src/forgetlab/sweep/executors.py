@@ -9,9 +9,13 @@ file system and a worker that dies only costs its chunk a retry (Dask and Ray re
   all cores), started with ``spawn`` (scripts calling it need the ``if __name__ ==
   "__main__":`` guard); workers ignore SIGINT so that Ctrl-C reaches only the driver, which
   cancels what has not started. A worker that dies stops the sweep with :class:`WorkerLost`
-  (there is no retry locally; running again resumes).
+  (there is no retry locally; running again resumes). Each worker checks its parent once a
+  second (and asks Linux for SIGKILL when the parent dies): a driver killed with SIGKILL
+  takes its workers with it.
 * ``dask``: a ``distributed.Client`` on ``address`` (a scheduler such as
-  ``tcp://host:8786``), or on a ``LocalCluster`` of ``workers`` single-threaded processes.
+  ``tcp://host:8786``, connection timeout 10 s), or on a ``LocalCluster`` of ``workers``
+  single-threaded processes, started with SIGINT ignored so that Ctrl-C reaches only the
+  driver; the shutdown after Ctrl-C is quiet (``distributed``'s log silenced).
 * ``ray``: ``ray.init(address)`` (``auto`` or ``ray://host:10001``), or a local Ray
   instance with ``workers`` CPUs.
 
@@ -20,10 +24,14 @@ Dask and Ray are optional (``pip install forgetlab[sweep]``); ``local`` needs ne
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
+import sys
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -37,8 +45,78 @@ class WorkerLost(RuntimeError):
     """A local worker process died (killed, out of memory); stored chunks stay valid."""
 
 
-def _ignore_sigint() -> None:
+PARENT_POLL_SECONDS = 1.0
+
+
+def _die_with_parent(parent: int, poll: float = PARENT_POLL_SECONDS) -> None:
+    """Exit this process as soon as ``parent`` is gone (parent-death check).
+
+    On Linux, ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` makes the kernel kill it; everywhere, a
+    daemon thread polls ``os.getppid()`` and exits when the process was re-parented."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-death-check", daemon=True).start()
+
+
+def _worker_init(parent: int) -> None:
+    """Local pool worker start-up: ignore SIGINT (Ctrl-C is the driver's) and die with the
+    driver."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while child processes are started (they inherit it), then restore."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    """Set environment variables while child processes are started, then restore them."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _quiet_logs(*names: str) -> Iterator[None]:
+    """Silence the named loggers (e.g. ``distributed`` while it shuts down after Ctrl-C)."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def default_workers() -> int:
@@ -79,7 +157,7 @@ class LocalExecutor(Executor):
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or default_workers()
         self._pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
-                                         initializer=_ignore_sigint)
+                                         initializer=_worker_init, initargs=(os.getpid(),))
         self._pending: set[Future[Any]] = set()
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]
@@ -123,12 +201,21 @@ class DaskExecutor(Executor):
                              "pip install 'forgetlab[sweep]'") from None
         self.cluster = None
         if address is None:
-            self.cluster = LocalCluster(n_workers=workers or default_workers(),
-                                        threads_per_worker=1, processes=True,
-                                        dashboard_address=None)
+            # worker processes read their logging level from the environment they inherit:
+            # a chunk cancelled after Ctrl-C is not worth a warning
+            with _sigint_ignored(), _environ(DASK_LOGGING__DISTRIBUTED="error"):
+                self.cluster = LocalCluster(n_workers=workers or default_workers(),
+                                            threads_per_worker=1, processes=True,
+                                            dashboard_address=None)
             self.client = Client(self.cluster)
         else:
-            self.client = Client(address)
+            try:
+                with _quiet_logs("distributed", "tornado"):
+                    self.client = Client(address, timeout="10s")
+            except (OSError, TimeoutError, ValueError) as err:
+                raise ValueError(f"--address: cannot connect to the Dask scheduler at "
+                                 f"{address!r}: {str(err).splitlines()[0] if str(err) else err!r}"
+                                 ) from None
         self._futures: list[Any] = []
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]
@@ -146,11 +233,13 @@ class DaskExecutor(Executor):
             self._futures = []
 
     def close(self) -> None:
-        self.cancel()
-        self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
-            self.cluster = None
+        with _quiet_logs("distributed", "tornado", "asyncio"), \
+                contextlib.suppress(Exception):
+            self.cancel()
+            self.client.close()
+            if self.cluster is not None:
+                self.cluster.close()
+        self.cluster = None
 
 
 class RayExecutor(Executor):
@@ -167,11 +256,17 @@ class RayExecutor(Executor):
         self._ray = ray
         self._started = not ray.is_initialized()
         if self._started:
-            if address is None:
-                ray.init(num_cpus=workers or default_workers(), include_dashboard=False,
-                         log_to_driver=False, logging_level=logging.ERROR)
-            else:
-                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            try:
+                with _sigint_ignored():
+                    if address is None:
+                        ray.init(num_cpus=workers or default_workers(), include_dashboard=False,
+                                 log_to_driver=False, logging_level=logging.ERROR)
+                    else:
+                        ray.init(address=address, log_to_driver=False,
+                                 logging_level=logging.ERROR)
+            except (ConnectionError, TimeoutError) as err:
+                raise ValueError(f"--address: cannot connect to the Ray cluster at "
+                                 f"{address!r}: {err}") from None
         self._refs: list[Any] = []
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]
@@ -193,10 +288,11 @@ class RayExecutor(Executor):
         self._refs = []
 
     def close(self) -> None:
-        self.cancel()
-        if self._started:
-            self._ray.shutdown()
-            self._started = False
+        with _quiet_logs("ray"), contextlib.suppress(Exception):
+            self.cancel()
+            if self._started:
+                self._ray.shutdown()
+        self._started = False
 
 
 def check_executor(kind: str, address: str | None, workers: int | None) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
+from forgetlab.sweep.resources import MAX_RUNS, Estimate, human_bytes, human_seconds
 from forgetlab.sweep.spec import Run, SweepSpec
 
 
@@ -30,6 +31,7 @@ class ChunkRunner(Protocol):
       JSON-able); raise ``ValueError`` naming the field.
     * ``group_key(config)``: runs whose keys are equal can be executed in one vectorised call.
     * ``estimate_bytes(runs)``: peak working memory of executing ``runs`` in one call.
+    * ``estimate_seconds(runs)`` (optional): rough run time of that call on one core.
     * ``run(runs)``: execute one chunk; returns ``{metric: array [len(runs)]}``, each run's
       values a function of that run alone (its config and ``Run.seed_sequence()``).
     """
@@ -97,11 +99,17 @@ class Plan:
     workers: int
     chunk_bytes: int
     result_bytes: int
+    cpu_seconds: float = 0.0
 
     @property
     def peak_bytes(self) -> int:
         """Estimated peak memory: ``workers`` chunks in flight plus the result table."""
         return self.workers * self.chunk_bytes + self.result_bytes
+
+    @property
+    def estimate(self) -> Estimate:
+        """Peak memory and wall time (the chunks' time spread over ``workers``)."""
+        return Estimate(self.peak_bytes, self.cpu_seconds / self.workers)
 
     def summary(self) -> str:
         """A few human-readable lines: runs, configurations, seeds, chunks, memory."""
@@ -114,18 +122,12 @@ class Plan:
                                    or "none"),
             f"chunks:         {len(self.chunks)} (size <= {max(sizes)}, {self.n_groups} engine "
             f"group(s))",
-            f"memory / chunk: {_human(self.chunk_bytes)} (estimated)",
-            f"peak memory:    {_human(self.peak_bytes)} with {self.workers} worker(s) (estimated)",
+            f"memory / chunk: {human_bytes(self.chunk_bytes)} (estimated)",
+            f"peak memory:    {human_bytes(self.peak_bytes)} with {self.workers} worker(s) "
+            "(estimated)",
+            f"run time:       {human_seconds(self.estimate.seconds)} with {self.workers} "
+            "worker(s) (rough estimate)",
         ])
-
-
-def _human(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def make_plan(spec: SweepSpec, runner: ChunkRunner, workers: int = 1,
@@ -137,6 +139,10 @@ def make_plan(spec: SweepSpec, runner: ChunkRunner, workers: int = 1,
     """
     if int(workers) != workers or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers}")
+    if spec.n_runs > MAX_RUNS:
+        raise ValueError(f"the sweep has {spec.n_runs} runs ({spec.n_configs} configurations x "
+                         f"{spec.seeds} seeds), more than the ceiling of {MAX_RUNS}; split it "
+                         "or use fewer values or seeds")
     size = spec.chunk_size if chunk_size is None else chunk_size
     runs = spec.runs(runner.resolve)
     chunks = make_chunks(runs, runner, size)
@@ -144,5 +150,7 @@ def make_plan(spec: SweepSpec, runner: ChunkRunner, workers: int = 1,
     chunk_bytes = max((runner.estimate_bytes(c.runs) for c in chunks), default=0)
     row = np.mean([len(repr(r.config)) for r in runs[:: max(1, len(runs) // 64)]]) if runs else 0
     result_bytes = int(len(runs) * (row + 8 * 32))
+    seconds = getattr(runner, "estimate_seconds", None)
+    cpu = float(sum(seconds(c.runs) for c in chunks)) if seconds is not None else 0.0
     return Plan(spec, tuple(runs), tuple(chunks), n_groups, int(workers), int(chunk_bytes),
-                result_bytes)
+                result_bytes, cpu)

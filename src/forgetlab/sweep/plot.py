@@ -1,6 +1,9 @@
 """Phase diagrams of a sweep: heat maps over two fields, or lines over one, with theory overlays.
 
 The metric is averaged over seeds (line plots show +- one standard deviation across seeds).
+Runs whose ``status`` is ``diverged`` are left out of the means (their stored values are the
+last sane ones, not results) and every configuration with a diverged run is marked: a red
+cross on lines and heat maps, and ``diverged`` (count) in :func:`aggregate`'s table.
 Configuration fields other than the axes that take several values in the table split the
 figure into panels (for example one per method). Where the theory predicts the metric, the
 prediction is drawn over the measurement: dashed lines on line plots, dashed contours (at the
@@ -27,6 +30,7 @@ import pandas as pd
 from forgetlab.sweep.store import BOOKKEEPING
 
 _NOT_CONFIG_SUFFIXES = ("_final", "_total", "_max", "_step")
+_NOT_CONFIG = ("status",)
 
 
 def predicted(row: Mapping[str, Any], metric: str) -> float | None:
@@ -48,7 +52,7 @@ def predicted(row: Mapping[str, Any], metric: str) -> float | None:
 
 
 def _config_columns(table: pd.DataFrame) -> list[str]:
-    return [c for c in table.columns if c not in BOOKKEEPING
+    return [c for c in table.columns if c not in BOOKKEEPING and c not in _NOT_CONFIG
             and not c.endswith(_NOT_CONFIG_SUFFIXES)]
 
 
@@ -56,7 +60,8 @@ def aggregate(table: pd.DataFrame, x: str, y: str | None, metric: str) -> pd.Dat
     """Mean and standard deviation of ``metric`` over seeds per configuration.
 
     Returns one row per configuration with its configuration fields, ``mean``, ``sd``, ``n``
-    and ``theory`` (the prediction, NaN where none exists).
+    (healthy runs), ``diverged`` (runs left out because they diverged; the mean is NaN when
+    every run diverged) and ``theory`` (the prediction, NaN where none exists).
     """
     for name, value in (("--x", x), ("--y", y), ("--metric", metric)):
         if value is not None and value not in table.columns:
@@ -64,13 +69,20 @@ def aggregate(table: pd.DataFrame, x: str, y: str | None, metric: str) -> pd.Dat
                              f"{', '.join(table.columns)}")
     if not pd.api.types.is_numeric_dtype(table[metric]):
         raise ValueError(f"--metric: {metric!r} is not numeric")
+    if y is not None and y == x:
+        raise ValueError(f"--y must differ from --x (both are {x!r})")
     keys = [c for c in _config_columns(table) if table[c].nunique(dropna=False) > 1
             or c in (x, y)]
     filled = table.assign(**{k: table[k].fillna("-") for k in keys if table[k].isna().any()})
-    grouped = filled.groupby(keys, sort=True, dropna=False)[metric]
-    out = grouped.agg(["mean", "std", "count"]).reset_index()
+    bad = (filled["status"] == "diverged") if "status" in filled.columns else (
+        pd.Series(False, index=filled.index))
+    filled = filled.assign(**{metric: filled[metric].where(~bad), "_diverged": bad.astype(int)})
+    grouped = filled.groupby(keys, sort=True, dropna=False)
+    out = grouped[metric].agg(["mean", "std", "count"]).reset_index()
     out = out.rename(columns={"std": "sd", "count": "n"})
-    first = filled.groupby(keys, sort=True, dropna=False).first().reset_index()
+    out["diverged"] = grouped["_diverged"].sum().to_numpy()
+    first = filled.drop(columns="_diverged").groupby(keys, sort=True,
+                                                    dropna=False).first().reset_index()
     out["theory"] = [v if (v := predicted(r, metric)) is not None else np.nan
                      for r in first.to_dict("records")]
     return out
@@ -128,6 +140,7 @@ def _lines(ax: Any, part: pd.DataFrame, x: str, metric: str, label: str | None) 
     xs = part[x].to_numpy()
     line = ax.errorbar(xs, part["mean"], yerr=part["sd"].fillna(0.0), marker="o", ms=3,
                        capsize=2, label=label or "measured")
+    _mark_diverged(ax, part, x, None)
     if part["theory"].notna().any():
         ax.plot(xs, part["theory"], ls="--", color=line[0].get_color(),
                 label=f"theory ({label})" if label else "theory")
@@ -161,5 +174,17 @@ def _heatmap(fig: Any, ax: Any, part: pd.DataFrame, x: str, y: str, metric: str)
                 ax.plot([], [], "k--", lw=0.8, label="theory")
                 ax.plot([], [], color="white", lw=0.8, label="measured")
                 ax.legend(fontsize=6, loc="upper left", facecolor="0.8")
+    _mark_diverged(ax, part, x, y)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
+
+
+def _mark_diverged(ax: Any, part: pd.DataFrame, x: str, y: str | None) -> None:
+    """A red cross at every configuration with diverged runs (left out of the means)."""
+    bad = part[part["diverged"] > 0]
+    if not len(bad):
+        return
+    ys = bad[y] if y is not None else bad["mean"].fillna(0.0)
+    ax.plot(bad[x].to_numpy(dtype=float), ys.to_numpy(dtype=float), "x", color="red", ms=8,
+            mew=2, ls="none", label=f"diverged ({int(bad['diverged'].sum())} runs, excluded)")
+    ax.legend(fontsize=6)

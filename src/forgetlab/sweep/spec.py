@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from forgetlab.sweep.resources import MAX_AXIS_VALUES, MAX_RUNS
+
 DEFAULT_CHUNK_SIZE = 256
 _TOP_KEYS = {"name", "seeds", "chunk_size", "base", "axes"}
 _RANDOM_KINDS = ("uniform", "loguniform", "integers", "choice")
@@ -116,9 +118,11 @@ def _number(value: Any, name: str) -> float:
     return float(value)
 
 
-def _count(value: Any, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+def _count(value: Any, name: str, low: int = 1, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
+            high is not None and value > high):
+        allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
     return value
 
 
@@ -142,7 +146,7 @@ def _range_values(field: str, table: Mapping[str, Any]) -> list[Any]:
     if not isinstance(log, bool):
         raise ValueError(f"{name}.log must be true or false, got {log!r}")
     if "num" in table:
-        num = _count(table["num"], f"{name}.num")
+        num = _count(table["num"], f"{name}.num", high=MAX_AXIS_VALUES)
         if log:
             if start <= 0 or stop <= 0:
                 raise ValueError(f"{name}: log ranges need start > 0 and stop > 0")
@@ -155,7 +159,12 @@ def _range_values(field: str, table: Mapping[str, Any]) -> list[Any]:
         step = _number(table["step"], f"{name}.step")
         if step <= 0 or stop < start:
             raise ValueError(f"{name}: need step > 0 and stop >= start")
-        num = int(math.floor((stop - start) / step + 1e-9)) + 1
+        with np.errstate(over="ignore"):
+            ratio = float(np.float64(stop - start) / step)
+        if not ratio < MAX_AXIS_VALUES:
+            raise ValueError(f"{name}: the range has {ratio + 1:.3g} values, more than "
+                             f"{MAX_AXIS_VALUES}; use a larger step")
+        num = int(math.floor(ratio + 1e-9)) + 1
         values = start + step * np.arange(num, dtype=np.float64)
     both_int = all(isinstance(table[k], int) for k in ("start", "stop")) and not log
     if both_int and "step" in table and isinstance(table["step"], int):
@@ -171,7 +180,7 @@ def _random_values(field: str, table: Mapping[str, Any]) -> list[Any]:
         raise ValueError(f"{name}.random must be one of {list(_RANDOM_KINDS)}, got {kind!r}")
     allowed = {"random", "num", "seed"} | ({"values"} if kind == "choice" else {"low", "high"})
     _check_keys(table, allowed, name)
-    num = _count(table.get("num"), f"{name}.num")
+    num = _count(table.get("num"), f"{name}.num", high=MAX_AXIS_VALUES)
     seed = _count(table.get("seed"), f"{name}.seed", low=0)
     # The stream is keyed by the field name and the seed, so adding an axis never changes it.
     rng = np.random.default_rng(np.random.SeedSequence([seed, int(_digest(field)[:16], 16)]))
@@ -200,6 +209,8 @@ def axis_values(field: str, value: Any) -> list[Any]:
     if isinstance(value, list):
         if not value:
             raise ValueError(f"axes.{field} must not be an empty list")
+        if len(value) > MAX_AXIS_VALUES:
+            raise ValueError(f"axes.{field} has {len(value)} values, more than {MAX_AXIS_VALUES}")
         return list(value)
     if isinstance(value, Mapping):
         return _random_values(field, value) if "random" in value else _range_values(field, value)
@@ -274,7 +285,7 @@ def parse_spec(data: Mapping[str, Any]) -> SweepSpec:
     name = data.get("name", "sweep")
     if not isinstance(name, str):
         raise ValueError(f"name must be a string, got {name!r}")
-    seeds = _count(data.get("seeds", 1), "seeds")
+    seeds = _count(data.get("seeds", 1), "seeds", high=MAX_RUNS)
     chunk_size = _count(data.get("chunk_size", DEFAULT_CHUNK_SIZE), "chunk_size")
     base = data.get("base", {})
     if not isinstance(base, Mapping):
@@ -291,6 +302,10 @@ def parse_spec(data: Mapping[str, Any]) -> SweepSpec:
                 f"axes.{field} must be a list, a range table or a random table; a nested table "
                 f"was given (quote dotted field names: \"{field}.x\" = [...])")
         axes[field] = axis_values(field, value)
+    n_runs = math.prod(len(v) for v in axes.values()) * seeds
+    if n_runs > MAX_RUNS:
+        raise ValueError(f"the sweep has {n_runs} runs (configurations x seeds), more than the "
+                         f"ceiling of {MAX_RUNS}; split it or use fewer values or seeds")
     return SweepSpec(name, json.loads(json.dumps(dict(base))), axes, seeds, chunk_size)
 
 
@@ -298,9 +313,11 @@ def load_spec(path: str | Path) -> SweepSpec:
     """Read and validate a sweep TOML file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ValueError(f"SPEC: cannot read {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"SPEC: {path} is not UTF-8 text: {err}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from forgetlab.sweep.spec import Run, canonical_json
 
@@ -42,7 +43,9 @@ BOOKKEEPING = ("run_id", "config_id", "seed_index")
 
 
 class StoreError(OSError):
-    """The store could not be written (full disk, no permission); what is stored stays valid."""
+    """The store could not be written (full disk, no permission) or one of its files is
+    damaged (truncated, duplicated); the message names the file. What is stored elsewhere
+    stays valid."""
 
     def __str__(self) -> str:
         return str(self.strerror)
@@ -110,7 +113,14 @@ def rows_frame(runs: Sequence[Run], metrics: Mapping[str, Any]) -> pd.DataFrame:
         if name in columns:
             raise ValueError(f"metric {name!r} collides with a configuration field")
         columns[name] = arr
+    if "diverged_step" in columns:
+        columns["status"] = run_status(columns["diverged_step"])
     return pd.DataFrame(columns)
+
+
+def run_status(diverged_step: Any) -> NDArray[np.str_]:
+    """``"diverged"`` where a run was stopped (diverged_step >= 0), else ``"ok"``."""
+    return np.where(np.asarray(diverged_step) >= 0, "diverged", "ok")
 
 
 def _manifest(engine: str, name: str, seeds: int, runs: Sequence[Run]) -> dict[str, Any]:
@@ -155,6 +165,36 @@ def part_files(directory: Path) -> list[Path]:
     return sorted(directory.glob(f"{_PART_PREFIX}*.parquet"))
 
 
+def _read_part(path: Path, columns: list[str] | None = None) -> Any:
+    """One part file as a pyarrow table; :class:`StoreError` naming the file if it is damaged."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path, columns=columns)
+    except (OSError, pa.ArrowException) as err:
+        raise StoreError(errno.EIO, f"cannot read {path}: the file is damaged ({err}); delete "
+                         "it and run the sweep again to recompute its runs") from None
+
+
+def _run_files(directory: Path) -> dict[str, Path]:
+    """run_id -> the part file storing it; :class:`StoreError` if a run is stored twice."""
+    where: dict[str, Path] = {}
+    for path in part_files(directory):
+        for rid in _read_part(path, ["run_id"]).column(0).to_pylist():
+            if rid in where:
+                raise StoreError(errno.EEXIST, f"run {rid} is stored twice, in {where[rid]} and "
+                                 f"{path}: delete the file that is a copy")
+            where[rid] = path
+    return where
+
+
+def stored_run_ids(directory: str | Path) -> set[str]:
+    """Run ids present in the completed chunk files of ``directory`` (empty if none); reads only."""
+    d = Path(directory)
+    return set(_run_files(d)) if d.is_dir() else set()
+
+
 class ResultStore:
     """A sweep directory opened for writing by one process (an exclusive ``flock``).
 
@@ -166,8 +206,10 @@ class ResultStore:
         self.directory = Path(directory)
         self._lock: int | None = None
 
-    def open(self, engine: str, name: str, seeds: int, runs: Sequence[Run]) -> None:
-        """Create the directory and manifest, or check that ``runs`` may extend the stored sweep."""
+    def open(self, engine: str, name: str, seeds: int, runs: Sequence[Run]) -> list[str]:
+        """Create the directory and manifest, or check that ``runs`` may extend the stored sweep.
+
+        Returns notes for the user (e.g. the stored sweep had another name)."""
         d = self.directory
         try:
             d.mkdir(parents=True, exist_ok=True)
@@ -182,8 +224,13 @@ class ResultStore:
         for stale in d.glob(f"{_TMP_PREFIX}*"):
             stale.unlink(missing_ok=True)
         new = _manifest(engine, name, seeds, runs)
+        notes = []
         if (d / MANIFEST).exists():
-            self._check_compatible(read_manifest(d), new)
+            old = read_manifest(d)
+            self._check_compatible(old, new)
+            if old.get("name") != name:
+                notes.append(f"the sweep stored in {d} was named {old.get('name')!r}; it is now "
+                             f"{name!r} (a name does not change results)")
         elif part_files(d):
             self.close()
             raise ValueError(f"--out: {d} holds result files but no {MANIFEST}; "
@@ -193,6 +240,7 @@ class ResultStore:
         except OSError as err:
             self.close()
             raise _io_error("write", d / MANIFEST, err) from None
+        return notes
 
     def _check_compatible(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         d = self.directory
@@ -215,13 +263,8 @@ class ResultStore:
                              "configurations to a stored sweep).")
 
     def done_run_ids(self) -> set[str]:
-        """Run ids present in completed chunk files."""
-        import pyarrow.parquet as pq
-
-        done: set[str] = set()
-        for path in part_files(self.directory):
-            done.update(pq.read_table(path, columns=["run_id"]).column(0).to_pylist())
-        return done
+        """Run ids present in completed chunk files (:class:`StoreError` if one is damaged)."""
+        return stored_run_ids(self.directory)
 
     def write_chunk(self, chunk_id: str, frame: pd.DataFrame) -> Path:
         """Store one chunk's rows atomically as ``part-<chunk_id>.parquet``."""
@@ -258,27 +301,28 @@ def load_results(directory: str | Path) -> pd.DataFrame:
     """All stored runs of a sweep directory as one DataFrame, one row per run.
 
     Rows are ordered as the spec lists configurations, then by seed index; columns are the
-    bookkeeping columns, the configuration fields, then the metrics by name. Raises ValueError
-    if the directory holds no sweep, a row's configuration is not in the manifest, or a run
-    appears twice.
+    bookkeeping columns, the configuration fields, then the metrics by name (with ``status``,
+    ``ok`` or ``diverged``, wherever ``diverged_step`` is stored). Raises ValueError if the
+    directory holds no sweep; :class:`StoreError` naming the file if a part file is damaged,
+    a run appears twice or a row's configuration is not in the manifest.
     """
-    import pyarrow.parquet as pq
-
     d = Path(directory)
     manifest = read_manifest(d)
     order = {c["config_id"]: i for i, c in enumerate(manifest["configs"])}
-    frames = [pq.read_table(p).to_pandas() for p in part_files(d)]
+    _run_files(d)  # a run stored twice: StoreError naming both files
+    frames = []
+    for path in part_files(d):
+        frame = _read_part(path).to_pandas()
+        if len(frame) and not set(frame["config_id"]) <= set(order):
+            raise StoreError(errno.EINVAL, f"{path} holds rows of configurations that are not "
+                             f"in {d / MANIFEST}")
+        frames.append(frame)
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=list(BOOKKEEPING))
     table = pd.concat(frames, ignore_index=True)
-    unknown = set(table["config_id"]) - set(order)
-    if unknown:
-        raise ValueError(f"DIR: {d} has rows of {len(unknown)} configuration(s) that are not "
-                         "in its manifest")
-    duplicated = table["run_id"].duplicated()
-    if duplicated.any():
-        raise ValueError(f"DIR: {d} stores run {table['run_id'][duplicated].iloc[0]} twice")
+    if "diverged_step" in table.columns and "status" not in table.columns:
+        table["status"] = run_status(table["diverged_step"])
     key = table["config_id"].map(order).to_numpy() * (manifest["seeds"] + 1) + table["seed_index"]
     fields = dict.fromkeys(k for c in manifest["configs"] for k in flatten(c["config"]))
     config_columns = [c for c in fields if c in table.columns]
