@@ -29,7 +29,7 @@ from scipy.special import expit, logit, logsumexp
 
 Array = NDArray[np.float64]
 WIDTH = 10.0
-SPACING = {1: 0.04, 2: 0.08}  # grid spacing in standard deviations, by dimension
+SPACING = {1: 0.04, 2: 0.06}  # grid spacing in standard deviations, by dimension
 POINTS: int | None = None
 
 
@@ -70,17 +70,20 @@ def _log_phi(x: Array, mean: Array, cov: Array) -> Array:
     return -0.5 * (quad + logdet + cov.shape[0] * np.log(2.0 * np.pi))
 
 
-def _grid(centers: Array, cov: Array, points: int | None) -> tuple[Array, list[Array]]:
+def _grid(centers: Array, cov: Array, points: int | None,
+          spacing: float | None = None) -> tuple[Array, list[Array]]:
     """Tensor grid ``[K, G, d]`` covering every center +- WIDTH sd, and its axes ``[K, n]``.
 
-    ``points=None``: nodes every SPACING standard deviations (at least 101, odd).
+    ``points=None``: nodes every ``spacing`` (default SPACING[d]) standard deviations (at least
+    101, odd).
     """
     sd = np.sqrt(np.diag(cov))
     lo = centers.min(axis=1) - WIDTH * sd  # [K, d]
     hi = centers.max(axis=1) + WIDTH * sd
     if points is None:
         span = float(np.max((hi - lo) / sd))
-        points = max(101, 2 * int(np.ceil(span / SPACING[cov.shape[0]] / 2)) + 1)
+        h = spacing if spacing is not None else SPACING[cov.shape[0]]
+        points = max(101, 2 * int(np.ceil(span / h / 2)) + 1)
     axes = [np.linspace(lo[:, i], hi[:, i], points, axis=-1) for i in range(cov.shape[0])]
     if len(axes) == 1:
         return axes[0][..., None], axes
@@ -133,13 +136,14 @@ def _data_density(weights: Array, means: Array, cov: Array, x: Array) -> Array:
     return np.sum(parts, axis=0)
 
 
-def data_gradient(q: Mix, weights: ArrayLike, means: ArrayLike,
-                  points: int | None = POINTS) -> tuple[Array, Array]:
+def data_gradient(q: Mix, weights: ArrayLike, means: ArrayLike, points: int | None = POINTS,
+                  spacing: float | None = None) -> tuple[Array, Array]:
     """Cross entropy -E_D[log q] ``[K]`` and its gradient ``[K, 1 + 2d]`` for the data
     D = sum_c w_c N(mu_c, Sigma) (any number of components)."""
     w = np.asarray(weights, float)
     mu = np.asarray(means, float)
-    x, axes = _grid(np.concatenate([_centers(q.m_o, q.m_n), mu], axis=1), q.cov, points)
+    x, axes = _grid(np.concatenate([_centers(q.m_o, q.m_n), mu], axis=1), q.cov, points,
+                    spacing)
     dens = _data_density(w, mu, q.cov, x)
     log_q, _, score, _ = _parts(q, x)
     return -_integrate(dens * log_q, axes), -_integrate(dens[..., None] * score, axes)
@@ -193,7 +197,7 @@ def fisher(q: Mix, points: int | None = POINTS) -> Array:
 
 
 def forward_kl_optimum(weights: ArrayLike, means: ArrayLike, cov: ArrayLike,
-                       start: Mix) -> Mix:
+                       start: Mix, spacing: float | None = None) -> Mix:
     """argmin over two-mode q of -E_D[log q] by scipy.optimize (BFGS on (logit beta, m_o,
     m_n), the brute-force cross entropy and gradient), one problem per batch entry."""
     from scipy.optimize import minimize
@@ -206,7 +210,7 @@ def forward_kl_optimum(weights: ArrayLike, means: ArrayLike, cov: ArrayLike,
         def fun(theta: Array, k: int = k) -> tuple[float, Array]:
             beta = expit(theta[0])
             q = Mix.of(beta, theta[1:d + 1], theta[d + 1:], c)
-            h, g = data_gradient(q, w[k:k + 1], mu[k:k + 1])
+            h, g = data_gradient(q, w[k:k + 1], mu[k:k + 1], spacing=spacing)
             return float(h[0]), np.concatenate([[g[0, 0] * beta * (1 - beta)], g[0, 1:]])
 
         x0 = np.concatenate([[logit(start.beta[k])], start.m_o[k], start.m_n[k]])
