@@ -134,3 +134,13 @@ def test_the_accuracy_checks_catch_a_coarser_rule(monkeypatch, mutation):
         for kind in sorted(INTEGRANDS):
             test_log_expectation_matches_adaptive_quadrature(kind)
             test_typical_range_to_1e_14_relative(kind)
+
+
+def test_a_row_does_not_depend_on_its_batch():
+    """Same inputs, same bits, whatever else shares the call (sweeps chunk configurations)."""
+    m = np.array([0.3, -2.0, 7.5, 40.0])
+    s = np.array([0.5, 3.0, 12.0, 200.0])
+    together = log_gaussian_expectation("sigmoid", m, s)
+    alone = np.array([log_gaussian_expectation("sigmoid", m[i:i + 1], s[i:i + 1])[0]
+                      for i in range(len(m))])
+    np.testing.assert_array_equal(together, alone)

@@ -106,13 +106,16 @@ INTEGRANDS: dict[str, _Integrand] = {
 }
 
 
-def _bisect(fun: Callable[[Array], Array], lo: Array, hi: Array, iters: int) -> tuple[Array, Array]:
-    """Bracket [lo, hi] of the sign change of a function that is positive at lo, <= 0 at hi."""
-    for _ in range(iters):
+def _bisect(fun: Callable[[Array], Array], lo: Array, hi: Array,
+            iters: Array) -> tuple[Array, Array]:
+    """Bracket [lo, hi] of the sign change of a function that is positive at lo, <= 0 at hi,
+    after ``iters[i]`` halvings of row i (a row's result does not depend on its batch)."""
+    for k in range(int(np.max(iters, initial=0))):
         mid = 0.5 * (lo + hi)
+        active = k < iters
         pos = fun(mid) > 0
-        lo = np.where(pos, mid, lo)
-        hi = np.where(pos, hi, mid)
+        lo = np.where(active & pos, mid, lo)
+        hi = np.where(active & ~pos, mid, hi)
     return lo, hi
 
 
@@ -174,8 +177,8 @@ def _log_expect_block(spec: _Integrand, m: Array, s: Array) -> Array:
         return s * spec.dlog_f(m + s * t) - t
 
     lo, hi = spec.slope
-    width = float(np.max(s)) * (hi - lo) + 2e-9
-    iters = max(1, int(np.ceil(np.log2(width / _T_STAR_TOL))))
+    width = s * (hi - lo) + 2e-9
+    iters = np.maximum(1, np.ceil(np.log2(width / _T_STAR_TOL)))
     t_lo, t_hi = _bisect(dg, s * lo - 1e-9, s * hi + 1e-9, iters)
     t_star = 0.5 * (t_lo + t_hi)
     level = g(t_star) - _DROP  # g(t*) <= max g: any error only widens the interval
