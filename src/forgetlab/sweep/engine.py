@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from forgetlab.sweep.spec import Run
 
 _N_PATHS = 16  # recorded scalar paths per run (parameters and measures), for memory estimates
-_QUAD_NODES = 1100  # quadrature nodes per expectation (forgetlab.quadrature: ~53 panels x 20)
+_QUAD_NODES = 240  # quadrature nodes per expectation (forgetlab.quadrature: at most ~15 panels x 16)
 _QUAD_BLOCK = 4096  # cells per vectorised quadrature block
 # Rough time model, one core (measured on the development machine, order of magnitude only):
 # seconds per step of the Python loop, plus per cell (population: one quadrature; finite: per
@@ -74,7 +74,7 @@ class DynamicsRunner:
 
         Recorded paths ``[C, S, T]`` (16 measures plus 2 d mean coordinates, held twice:
         recorder and output); quadrature of the exact engine (population gradients, and the
-        recorded measures unless ``exact_metrics`` is off): about 1,100 nodes times 18
+        recorded measures unless ``exact_metrics`` is off): about 240 nodes times 18
         temporaries per cell, in blocks of at most 4,096 cells; finite-batch samples
         ``[C, S, B, d + 1]`` times 4 temporaries. Calibrated against tracemalloc peaks
         (tests/test_sweep_plan_memory.py).
