@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from forgetlab.sweep.spec import Run
 
 _N_PATHS = 16  # recorded scalar paths per run (parameters and measures), for memory estimates
-_QUAD_NODES = 240  # quadrature nodes per expectation (forgetlab.quadrature: at most ~15 panels x 16)
+_QUAD_NODES = 240  # nodes per expectation (forgetlab.quadrature: at most ~15 panels x 16)
 _QUAD_BLOCK = 4096  # cells per vectorised quadrature block
 # Rough time model, one core (measured on the development machine, order of magnitude only):
 # seconds per step of the Python loop, plus per cell (population: one quadrature; finite: per
