@@ -52,27 +52,20 @@ def label(ax: Axes, xlabel: str, ylabel: str, title: str = "") -> None:
     ax.grid(True, alpha=0.3, linewidth=0.5)
 
 
-def theory_vs_sim(
-    ax: Axes,
-    x: ArrayLike,
-    theory: ArrayLike | None,
-    measured: ArrayLike | None,
-    stderr: ArrayLike | None = None,
-    color_index: int = 0,
-    name: str | None = "",
-    x_measured: ArrayLike | None = None,
-    labels: tuple[str, str] = ("theory", "simulation"),
-) -> None:
+def _draw_series(ax: Axes, item: dict[str, Any]) -> None:
     """Theory as a line and simulation as markers (with +-2 standard errors when given).
 
-    ``name`` is appended to the legend labels; ``None`` keeps the series out of the legend.
+    ``item`` is a series of :meth:`forgetlab.claims.figures.Panel.series`; its ``name`` is
+    appended to the legend labels, ``None`` keeps the series out of the legend.
     """
+    theory, measured, stderr = item["theory"], item["measured"], item["stderr"]
+    color_index, name, labels = item["color_index"], item["name"], item["labels"]
     color = SIM_COLORS[color_index % len(SIM_COLORS)]
     suffix = f" ({name})" if name else ""
     th_label, sim_label = (
         ("_nolegend_", "_nolegend_") if name is None else (labels[0] + suffix, labels[1] + suffix)
     )
-    x = np.asarray(x, dtype=float)
+    x = np.asarray(item["x"], dtype=float)
     if theory is not None:
         style = dict(THEORY_STYLE)
         if color_index:
@@ -80,7 +73,7 @@ def theory_vs_sim(
             style["linestyle"] = "--"
         ax.plot(x, np.asarray(theory, dtype=float), label=th_label, **style)
     if measured is not None:
-        xm = x if x_measured is None else np.asarray(x_measured, dtype=float)
+        xm = x if item["x_measured"] is None else np.asarray(item["x_measured"], dtype=float)
         y = np.asarray(measured, dtype=float)
         n = len(xm)
         step = max(1, n // 40)
@@ -145,9 +138,7 @@ def _draw_item(ax: Axes, item: dict[str, Any]) -> None:
     """Draw one plot item of :class:`forgetlab.claims.figures.Panel` on ``ax``."""
     kind = item["kind"]
     if kind == "series":
-        theory_vs_sim(ax, item["x"], item["theory"], item["measured"], item["stderr"],
-                      item["color_index"], item["name"], item["x_measured"],
-                      tuple(item["labels"]))  # type: ignore[arg-type]
+        _draw_series(ax, item)
     elif kind == "line":
         ax.plot(item["x"], item["y"], item["style"], color=item["color"],
                 linewidth=item["width"], label=item["label"] or "_nolegend_")
