@@ -173,8 +173,16 @@ def reverse_kl_grad_two_mode(theta: Array, z: Array) -> Array:
     # mean(R z^j) and mean(R e^d z^j), j = 0..2, from R = ra z^2 + rb z + rc.
     rm = ra[:, None] * mz[:, 2:5] + rb[:, None] * mz[:, 1:4] + rc[:, None] * mz[:, 0:3]
     gm = ra[:, None] * me[:, 2:5] + rb[:, None] * me[:, 1:4] + rc[:, None] * me[:, 0:3]
+    return _reverse_from_moments(theta, gm, rm, rm[:, 0])
+
+
+def _reverse_from_moments(theta: Array, gm: Array, rm: Array, rest: Array) -> Array:
+    """Minus the reverse-KL ascent from mean(R w r1 z^j) = ``gm`` and mean(R z^j) = ``rm``,
+    j = 0..2, at x = mu2 + s2 z, and mean(R w r2) = ``rest``."""
+    pi1, mu1, s1, mu2, s2 = (theta[:, k] for k in range(5))
+    e = mu2 - mu1
     ascent = np.empty_like(theta)
-    ascent[:, 0] = gm[:, 0] / pi1 - rm[:, 0] / (1.0 - pi1)
+    ascent[:, 0] = gm[:, 0] / pi1 - rest / (1.0 - pi1)
     ascent[:, 1] = (e * gm[:, 0] + s2 * gm[:, 1]) / s1**2
     second = e * e * gm[:, 0] + 2.0 * e * s2 * gm[:, 1] + s2 * s2 * gm[:, 2]
     ascent[:, 2] = (second - s1 * s1 * gm[:, 0]) / s1**3
@@ -273,15 +281,7 @@ def reverse_kl_grad_two_mode_floored(theta: Array, z: Array) -> Array:
     zz = z * z
     gm = _dot_moments(u, z, zz)  # mean(R w r1 z^j)
     rm = _dot_moments(reward, z, zz)  # mean(R z^j) (w (1 - r1) = 1)
-    e = mu2 - mu1
-    ascent = np.empty_like(theta)
-    ascent[:, 0] = gm[:, 0] / pi1 - v.mean(axis=-1) / (1.0 - pi1)
-    ascent[:, 1] = (e * gm[:, 0] + s2 * gm[:, 1]) / s1**2
-    second = e * e * gm[:, 0] + 2.0 * e * s2 * gm[:, 1] + s2 * s2 * gm[:, 2]
-    ascent[:, 2] = (second - s1 * s1 * gm[:, 0]) / s1**3
-    ascent[:, 3] = rm[:, 1] / s2
-    ascent[:, 4] = (rm[:, 2] - rm[:, 0]) / s2
-    return -ascent
+    return _reverse_from_moments(theta, gm, rm, v.mean(axis=-1))
 
 
 def reverse_kl_grad_single_mode_floored(theta: Array, z: Array) -> Array:
