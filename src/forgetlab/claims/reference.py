@@ -117,12 +117,13 @@ def _parts(q: Mix, x: Array) -> tuple[Array, Array, Array, Array]:
     return log_q, r_o, np.concatenate([s_beta[..., None], s_mo, s_mn], axis=-1), lo - log_q
 
 
-def _log_mix(beta: Array, m_o: Array, m_n: Array, cov: Array, x: Array) -> Array:
-    """log of the mixture beta phi(m_o) + (1 - beta) phi(m_n) on the grid (beta in [0, 1])."""
+def _log_mix(beta: Array, m_o: Array, m_n: Array, cov: Array, x: Array) -> tuple[Array, Array]:
+    """log of the mixture beta phi(m_o) + (1 - beta) phi(m_n) on the grid (beta in [0, 1]), and
+    log of its first term beta phi(m_o)."""
     with np.errstate(divide="ignore"):
         parts = np.stack([np.log(beta)[:, None] + _log_phi(x, m_o, cov),
                           np.log1p(-beta)[:, None] + _log_phi(x, m_n, cov)])
-    return logsumexp(parts, axis=0)
+    return logsumexp(parts, axis=0), parts[0]
 
 
 def _centers(*means: Array) -> Array:
@@ -160,12 +161,20 @@ def forward_kl_gradient(q: Mix, w: ArrayLike, a: ArrayLike, b: ArrayLike,
 def reverse_kl_gradient(q: Mix, alpha: ArrayLike, a: ArrayLike, b: ArrayLike,
                         points: int | None = POINTS) -> Array:
     """E_q[(log q - log p) grad log q], p = alpha N(a) + (1 - alpha) N(b): ``[K, 1 + 2d]``."""
+    axes, log_q, score, log_p, _ = _against_target(q, alpha, a, b, points)
+    return _integrate((np.exp(log_q) * (log_q - log_p))[..., None] * score, axes)
+
+
+def _against_target(q: Mix, alpha: ArrayLike, a: ArrayLike, b: ArrayLike, points: int | None
+                    ) -> tuple[list[Array], Array, Array, Array, Array]:
+    """On a grid covering q and p = alpha N(a) + (1 - alpha) N(b): its axes, log q, the scores
+    of q, log p and log(alpha N(x; a, Sigma))."""
     a_, b_ = (np.broadcast_to(np.asarray(v, float), q.m_o.shape) for v in (a, b))
     al = np.broadcast_to(np.asarray(alpha, float), q.beta.shape)
     x, axes = _grid(_centers(q.m_o, q.m_n, a_, b_), q.cov, points)
     log_q, _, score, _ = _parts(q, x)
-    log_p = _log_mix(al, a_, b_, q.cov, x)
-    return _integrate((np.exp(log_q) * (log_q - log_p))[..., None] * score, axes)
+    log_p, log_p_old = _log_mix(al, a_, b_, q.cov, x)
+    return axes, log_q, score, log_p, log_p_old
 
 
 def responsibility(q: Mix, mean: ArrayLike, points: int | None = POINTS) -> Array:
@@ -179,13 +188,8 @@ def responsibility(q: Mix, mean: ArrayLike, points: int | None = POINTS) -> Arra
 def target_mass(q: Mix, alpha: ArrayLike, a: ArrayLike, b: ArrayLike,
                 points: int | None = POINTS) -> Array:
     """Label-free retention E_q[pi_o*(x)], pi_o* the target's old responsibility: ``[K]``."""
-    a_, b_ = (np.broadcast_to(np.asarray(v, float), q.m_o.shape) for v in (a, b))
-    al = np.broadcast_to(np.asarray(alpha, float), q.beta.shape)
-    x, axes = _grid(_centers(q.m_o, q.m_n, a_, b_), q.cov, points)
-    log_q, _, _, _ = _parts(q, x)
-    log_p = _log_mix(al, a_, b_, q.cov, x)
-    pi_o = np.exp(np.log(al)[:, None] + _log_phi(x, a_, q.cov) - log_p)
-    return _integrate(np.exp(log_q) * pi_o, axes)
+    axes, log_q, _, log_p, log_p_old = _against_target(q, alpha, a, b, points)
+    return _integrate(np.exp(log_q) * np.exp(log_p_old - log_p), axes)
 
 
 def fisher(q: Mix, points: int | None = POINTS) -> Array:
