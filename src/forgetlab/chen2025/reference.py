@@ -50,6 +50,14 @@ def _accuracies(
     )
 
 
+def _draw(method: str, gen: np.random.Generator, mu: float, s: float, samples: int) -> Array:
+    """The step's samples: from the new data N(3.5, 0.7^2) for forward_kl, else from the
+    learner's (new) mode N(mu, s^2)."""
+    if method == "forward_kl":
+        return gen.normal(model.TARGET_NEW[0], model.TARGET_NEW[1], size=samples)
+    return gen.normal(mu, s, size=samples)
+
+
 def two_mode(
     method: str, lr: float, gen: np.random.Generator, steps: int, samples: int, eps: float
 ) -> tuple[Array, Array, Array]:
@@ -72,10 +80,7 @@ def two_mode(
         acc_new.append(a_new)
         if t == steps:
             break
-        if method == "forward_kl":
-            x = gen.normal(model.TARGET_NEW[0], model.TARGET_NEW[1], size=samples)
-        else:
-            x = gen.normal(mu2, s2, size=samples)
+        x = _draw(method, gen, mu2, s2, samples)
         dens1, dens2 = norm.pdf(x, mu1, s1), norm.pdf(x, mu2, s2)
         comp1, comp2 = pi1 * dens1, (1 - pi1) * dens2
         q = comp1 + comp2 + eps
@@ -125,11 +130,10 @@ def single_mode(
         acc_new.append(a_new)
         if t == steps:
             break
+        x = _draw(method, gen, mu, s, samples)
         if method == "forward_kl":
-            x = gen.normal(model.TARGET_NEW[0], model.TARGET_NEW[1], size=samples)
             signal = np.ones(samples)  # descent on -log q: the mean score itself
         else:
-            x = gen.normal(mu, s, size=samples)
             q = norm.pdf(x, mu, s) + eps
             signal = np.log(norm.pdf(x, *model.TARGET_NEW) / q / model.REWARD_SCALE + eps)
         d_mu, d_s = (x - mu) / s**2, (x - mu) ** 2 / s**3 - 1 / s
