@@ -73,6 +73,16 @@ def fail(message: str, code: int = EXIT_INPUT) -> None:
     sys.exit(code)
 
 
+def report_diverged(diverged: int, total: int, what: str, fail_on_diverged: bool) -> None:
+    """Warn on standard error that ``diverged`` of ``total`` runs diverged (``what`` says how and
+    that their values are not results); exit with EXIT_FAILED under ``--fail-on-diverged``."""
+    click.echo(f"diverged: {diverged} of {total} run(s) {what}"
+               + ("" if fail_on_diverged else "; --fail-on-diverged makes this an error"),
+               err=True)
+    if fail_on_diverged:
+        sys.exit(EXIT_FAILED)
+
+
 def handle_errors(invoke: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a click ``invoke``: ValueError -> one line, exit 2; MemoryError -> one line,
     exit 2; the store's errors and lost workers -> one line, exit 1; Ctrl-C -> exit 130."""

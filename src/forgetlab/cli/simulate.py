@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from forgetlab import presets
-from forgetlab.cli._common import EXIT_FAILED, check_output_file
+from forgetlab.cli._common import check_output_file, report_diverged
 from forgetlab.dynamics import simulate as run_simulation
 from forgetlab.simconfig import SimulationConfig, load_config
 from forgetlab.sweep.resources import MAX_RUNS, Estimate
@@ -212,9 +212,5 @@ def simulate(config_file: str | None, preset: str | None, seeds: int | None, ste
     sys.stdout.flush()
     if traj.divergences:
         n_runs = traj.shape[0] * traj.shape[1]
-        click.echo(f"diverged: {len(traj.divergences)} of {n_runs} run(s) left the sane range "
-                   "and were stopped; their values are not results"
-                   + ("" if fail_on_diverged else " (--fail-on-diverged makes this an error)"),
-                   err=True)
-        if fail_on_diverged:
-            sys.exit(EXIT_FAILED)
+        report_diverged(len(traj.divergences), n_runs, "left the sane range and were stopped; "
+                        "their values are not results", fail_on_diverged)

@@ -11,7 +11,12 @@ import sys
 
 import click
 
-from forgetlab.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, check_output_dir, check_output_file
+from forgetlab.cli._common import (
+    EXIT_INTERRUPTED,
+    check_output_dir,
+    check_output_file,
+    report_diverged,
+)
 from forgetlab.sweep.executors import EXECUTORS
 
 
@@ -79,12 +84,8 @@ def run_cmd(spec: str, out: str, executor: str, address: str | None, workers: in
     click.echo(f"{stored}/{outcome.total} runs stored in {out} and verified ({outcome.executed} "
                f"run now, {outcome.skipped} already stored, {outcome.seconds:.1f} s)")
     if outcome.diverged:
-        click.echo(f"diverged: {outcome.diverged} of {outcome.total} run(s) diverged (status "
-                   "'diverged' in the table; their values are not results)"
-                   + ("" if fail_on_diverged else "; --fail-on-diverged makes this an error"),
-                   err=True)
-        if fail_on_diverged:
-            sys.exit(EXIT_FAILED)
+        report_diverged(outcome.diverged, outcome.total, "diverged (status 'diverged' in the "
+                        "table; their values are not results)", fail_on_diverged)
 
 
 @sweep.command("plot")
