@@ -39,6 +39,18 @@ _POP_CELL_S = 2.5e-4
 _SAMPLE_S = 7e-7
 
 
+def _cells(runs: Sequence[Run]) -> tuple[dict[str, Any], bool, int]:
+    """The chunk's first configuration, whether it is finite-batch, and its cells C x S."""
+    cfg = runs[0].config
+    return cfg, cfg["regime"] == "finite", len({r.config_id for r in runs}) * _seeds(runs)
+
+
+def _seeds(runs: Sequence[Run]) -> int:
+    """Seeds simulated per configuration of the chunk: every seed index in the finite-batch
+    regime, one in the population regime."""
+    return 1 if runs[0].config["regime"] == "population" else max(r.seed_index for r in runs) + 1
+
+
 class DynamicsRunner:
     """Chunk runner for :class:`forgetlab.simconfig.SimulationConfig` configurations."""
 
@@ -81,10 +93,7 @@ class DynamicsRunner:
         """
         if not runs:
             return 0
-        cfg = runs[0].config
-        finite = cfg["regime"] == "finite"
-        seeds = max(r.seed_index for r in runs) + 1 if finite else 1
-        cells = len({r.config_id for r in runs}) * seeds
+        cfg, finite, cells = _cells(runs)
         d = cfg["problem"]["dim"]
         n_t = cfg["steps"] // cfg["stride"] + 2
         total = 2 * cells * n_t * (_N_PATHS + 2 * d) * 8
@@ -103,10 +112,7 @@ class DynamicsRunner:
         """
         if not runs:
             return 0.0
-        cfg = runs[0].config
-        finite = cfg["regime"] == "finite"
-        seeds = max(r.seed_index for r in runs) + 1 if finite else 1
-        cells = len({r.config_id for r in runs}) * seeds
+        cfg, finite, cells = _cells(runs)
         steps = cfg["steps"]
         per_cell = (_SAMPLE_S * cfg["batch_size"] * (cfg["problem"]["dim"] + 1) if finite
                     else _POP_CELL_S)
@@ -125,7 +131,7 @@ class DynamicsRunner:
             order.setdefault(r.config_id, len(order))
         first = runs[0].config
         population = first["regime"] == "population"
-        seeds = 1 if population else max(r.seed_index for r in runs) + 1
+        seeds = _seeds(runs)
         configs: dict[str, Any] = {}
         for r in runs:
             if r.config_id not in configs:
