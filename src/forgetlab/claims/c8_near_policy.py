@@ -317,7 +317,7 @@ def _oapl_verifier(res: ClaimResult, ctx: ClaimContext, ax: Panel) -> None:
               labels=("exact tilt", "OAPL"), name="verifier reward")
     ax.yscale = "log"
     ax.label("synchronisation k [count]", "old weight beta_k [probability]",
-             "OAPL: 0/1 verifier reward drains old mass")
+             "OAPL: 0/1 verifier drains old mass")
 
 
 def run(ctx: ClaimContext) -> ClaimResult:
