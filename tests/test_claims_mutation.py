@@ -16,7 +16,7 @@ import pytest
 
 from forgetlab import gaussian, population
 from forgetlab.claims import Profile, run_claim, select
-from forgetlab.methods import replay_rl, sft
+from forgetlab.methods import oapl, replay_rl, sft
 from forgetlab.mixture import MixtureParams
 from forgetlab.theory import near_policy
 
@@ -96,6 +96,11 @@ def _biased_kl(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(c1, "gaussian_kl", lambda *a, **k: 1.02 * original(*a, **k))
 
 
+def _oapl_mean_value(mp: pytest.MonkeyPatch) -> None:
+    """OAPL's V_hat taken as the group mean of r instead of tau log mean exp(r / tau)."""
+    mp.setattr(oapl, "group_value", lambda rewards, tau: rewards.mean(axis=-1))
+
+
 def _chen_exact_sign(mp: pytest.MonkeyPatch) -> None:
     """Sign error in the exact reverse-KL gradient of the Chen et al. toy (ascent, not descent)."""
     from forgetlab.chen2025 import exact
@@ -120,6 +125,7 @@ MUTATIONS: list[tuple[str, str, Patch, str]] = [
     ("C7", "biased importance weights (x 1.05)", _biased_weights, "mean IW gradient"),
     ("C8", "ball success probability 2% too large",
      _scaled(near_policy, "ball_success_probability", 1.02), "TTT"),
+    ("C8", "OAPL V_hat = mean r (not the log-mean-exp)", _oapl_mean_value, "verifier reward"),
     ("C9", "reverse-KL target built without its old component", _target_without_old_mode,
      "direction"),
     ("Chen2025", "sign error in the exact reverse-KL gradient", _chen_exact_sign,

@@ -60,3 +60,20 @@ def test_brute_force_descent_and_optimum() -> None:
     assert abs(path.beta[0, -1] - 0.3) < 1e-8 and abs(path.m_n[0, -1, 0] - 4.0) < 1e-8
     opt = reference.forward_kl_optimum([[0.3, 0.7]], [[[0.0], [4.0]]], 1.0, q0)
     assert abs(opt.beta[0] - 0.3) < 1e-7 and abs(opt.m_o[0, 0]) < 1e-6
+
+
+def test_tilted_log_odds_matches_closed_forms() -> None:
+    # linear tilt e^{w x}: log Z_c = w m_c + w^2 / 2, so the log odds move by w (m_o - m_n)
+    w = 0.7
+    got = reference.tilted_log_odds(BETA, M_O, M_N, lambda x: w * x)
+    assert abs(got - (np.log(BETA / (1 - BETA)) + w * (M_O - M_N))) < 1e-10
+    # 0/1 reward on [c - rho, c + rho], exponent g: Z_c = 1 + (e^g - 1) P_c (normal cdf)
+    g, c, rho = 1.5, 2.0, 1.2
+
+    def log_z(m: float) -> float:
+        p = norm.cdf(c + rho - m) - norm.cdf(c - rho - m)
+        return float(np.log1p(np.expm1(g) * p))
+
+    got = reference.tilted_log_odds(BETA, M_O, M_N, lambda x: g * float(abs(x - c) <= rho),
+                                    (c - rho, c + rho))
+    assert abs(got - (np.log(BETA / (1 - BETA)) + log_z(M_O) - log_z(M_N))) < 1e-10

@@ -10,7 +10,10 @@ is called, so a bug there cannot hide in both sides of a check. A parameter set 
 - scores: d log q / d beta = (phi_o - phi_n) / q, d/dm_o = r_o P (x - m_o),
   d/dm_n = r_n P (x - m_n), P = Sigma^{-1};
 - forward KL to data D: gradient -E_D[score]; reverse KL to p: gradient E_q[(log q - log p) score]
-  (E_q[score] = 0); Fisher E_q[score score^T]; E_{N(mu, Sigma)}[r_o].
+  (E_q[score] = 0); Fisher E_q[score score^T]; E_{N(mu, Sigma)}[r_o];
+- the old mass of a tilt q e^{f} / Z in d = 1 (:func:`tilted_log_odds`): for a reward with
+  jumps (a 0/1 verifier) the grid rule does not apply, so each component's Z_c = E_{phi_c}[e^f]
+  is integrated by adaptive ``scipy.integrate.quad`` on the pieces between the jumps.
 
 The grid spans every mean +- ``WIDTH`` standard deviations along each axis with nodes every
 ``SPACING`` standard deviations; Simpson's rule on such a grid is accurate to about 1e-13 for
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.integrate import simpson
+from scipy.integrate import quad, simpson
 from scipy.special import expit, logit, logsumexp
 
 Array = NDArray[np.float64]
@@ -124,6 +127,25 @@ def _log_mix(beta: Array, m_o: Array, m_n: Array, cov: Array, x: Array) -> tuple
         parts = np.stack([np.log(beta)[:, None] + _log_phi(x, m_o, cov),
                           np.log1p(-beta)[:, None] + _log_phi(x, m_n, cov)])
     return logsumexp(parts, axis=0), parts[0]
+
+
+def tilted_log_odds(beta: float, m_o: float, m_n: float, log_tilt: Callable[[float], float],
+                    jumps: tuple[float, ...] = (), sd: float = 1.0) -> float:
+    """logit of the old mass of q e^{f} / Z, q = beta N(m_o, sd^2) + (1 - beta) N(m_n, sd^2),
+    f = ``log_tilt`` (d = 1): logit beta + log Z_o - log Z_n, Z_c = int phi_c e^f, each
+    integrated by ``quad`` on (-inf, jump_1), ..., (jump_J, inf) (f smooth between jumps)."""
+    edges = [-np.inf, *sorted(jumps), np.inf]
+
+    def log_z(m: float) -> float:
+        def integrand(x: float) -> float:
+            return float(np.exp(log_tilt(x) - 0.5 * ((x - m) / sd) ** 2)
+                         / (sd * np.sqrt(2.0 * np.pi)))
+
+        pieces = [quad(integrand, lo, hi, epsabs=0.0, epsrel=1e-12, limit=200)[0]
+                  for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+        return float(np.log(np.sum(pieces)))
+
+    return float(logit(beta) + log_z(m_o) - log_z(m_n))
 
 
 def _centers(*means: Array) -> Array:
