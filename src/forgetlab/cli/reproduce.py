@@ -75,7 +75,7 @@ def _summary(results: list[ClaimResult]) -> Table:
 @click.option("--allow-fail", is_flag=True,
               help="Write the report and exit 0 even when a claim fails.")
 def reproduce(profile: str, out: str, only: str, seed: int, allow_fail: bool) -> None:
-    """Check claims C1..C9 (and the Chen et al. and LM sections), theory beside simulation.
+    """Check claims C1..C10 (and the Chen et al. and LM sections), theory beside simulation.
 
     Writes OUT/claims.json, one figure per claim (PNG and SVG) and a self-contained
     OUT/report.html. Exit code 0 when every claim passes, 1 when one fails (0 with
