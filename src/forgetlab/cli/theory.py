@@ -33,9 +33,11 @@ def estimate(config: MixtureConfig) -> Estimate:
     C2 weight trajectories, the C4 flow) 3.5 ms + 3e-8 d^2 s (the d x d products of each
     exact gradient). The constants were fitted to wall and CPU times of the exact engine
     (covariances factorised once) at d = 1, 100, 500, 1000 and 20 to 2000 steps, measured on
-    two shared, loaded cores; ``python bench/theory_estimate.py`` prints the estimate beside
-    the measured time. Memory: about 200 MB plus 160 d^2 bytes (measured up to d = 1000 on
-    one core)."""
+    two shared, loaded cores (load average 2 to 5): estimate/measured 0.25 to 1.4, the low
+    end at the highest load; an idle machine runs d = 1000 several times faster than there,
+    so the model sits between the two. ``python bench/theory_estimate.py`` prints the
+    estimate beside the measured time. Memory: about 200 MB plus 160 d^2 bytes (measured up
+    to d = 1000 on one core)."""
     d = config.dim
     seconds = 0.2 + 4e-3 * d + 1e-8 * d**3 + config.steps * (3.5e-3 + 3e-8 * d * d)
     return Estimate(2e8 + 160.0 * d * d, seconds)
