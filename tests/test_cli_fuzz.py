@@ -181,7 +181,7 @@ def test_sweep_run_fuzz(tmp_path_factory: pytest.TempPathFactory, text: bytes) -
 def test_theory_fuzz(tmp_path_factory: pytest.TempPathFactory, text: bytes,
                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(importlib.import_module("forgetlab.cli.theory"),
-                        "THEORY_CEILING_SECONDS", 8.0)
+                        "THEORY_CEILING_SECONDS", 3.0)
     d = tmp_path_factory.mktemp("theory")
     (d / "t.toml").write_bytes(text)
     start = time.perf_counter()

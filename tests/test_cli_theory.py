@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +16,10 @@ from click.testing import CliRunner
 from forgetlab.cli import main
 from forgetlab.config import MixtureConfig
 from forgetlab.theory import replay
-from forgetlab.theory.summary import GROUPS, SCHEMA_VERSION
+from forgetlab.theory.summary import GROUPS, SCHEMA_VERSION, theory_summary
 
 FAST = ["--steps", "5"]
+theory_cli = importlib.import_module("forgetlab.cli.theory")  # the package exports the command
 
 
 def _run(*args: str):
@@ -123,3 +126,60 @@ def test_real_subprocess(tmp_path: Path) -> None:
     assert "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines() == [bad.stderr.strip()]
     assert "alpha" in bad.stderr and "(0, 1)" in bad.stderr
+
+
+def _config(**fields: int) -> MixtureConfig:
+    return MixtureConfig.from_dict(dict(fields))
+
+
+def test_estimate_admits_dim_1000_and_refuses_absurd_work() -> None:
+    ceiling = theory_cli.THEORY_CEILING_SECONDS
+    assert theory_cli.estimate(_config(dim=1000)).seconds < ceiling
+    assert theory_cli.estimate(_config(dim=1000, steps=20000)).seconds > ceiling
+    # the bar shows for d = 1000, not for the default configuration
+    assert theory_cli.estimate(_config()).seconds < theory_cli.PROGRESS_MIN_SECONDS
+    assert theory_cli.estimate(_config(dim=1000)).seconds > theory_cli.PROGRESS_MIN_SECONDS
+
+
+def test_absurd_work_is_refused_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(theory_cli, "theory_summary", lambda *a, **k: 1 / 0)
+    res = _run("--dim", "1000", "--steps", "20000", "--json")
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "estimated run time" in lines[0] and "--force" in lines[0]
+
+
+def test_summary_reports_each_group_once_in_order() -> None:
+    done: list[int] = []
+    theory_summary(_config(steps=5), done.append)
+    assert done == list(range(1, len(GROUPS) + 1))
+
+
+def test_progress_bar_follows_the_estimate(monkeypatch: pytest.MonkeyPatch) -> None:
+    shown: list[bool] = []
+    bar = theory_cli._progress_bar
+    monkeypatch.setattr(theory_cli, "_progress_bar", lambda on: shown.append(on) or bar(on))
+    assert _run("--json", *FAST).exit_code == 0
+    monkeypatch.setattr(theory_cli, "PROGRESS_MIN_SECONDS", 0.0)
+    res = _run("--json", *FAST)
+    assert res.exit_code == 0 and shown == [False, True]
+    assert json.loads(res.stdout)["schema_version"] == SCHEMA_VERSION
+
+
+def test_progress_bar_is_on_stderr_and_json_stays_clean() -> None:
+    """d = 300 is estimated past 1 s: on a terminal the bar is drawn on stderr only."""
+    env = {**os.environ, "FORCE_COLOR": "1", "TTY_COMPATIBLE": "1"}
+    res = subprocess.run([*_cli(), "theory", "--json", "--dim", "300", "--steps", "5"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["config"]["dim"] == 300
+    assert "groups" in res.stderr
+
+
+@pytest.mark.slow
+def test_dim_1000_runs_by_default() -> None:
+    res = _run("--dim", "1000", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert len(out["claims"]["C3"]["optimum_mean_new"]) == 1000
+    assert out["claims"]["C2"]["rho_below_beta"] is True

@@ -118,8 +118,8 @@ def test_02_sweep_past_available_memory_is_refused_and_writes_nothing(tmp_path,
 def test_09_theory_dimension_bounded(monkeypatch) -> None:
     monkeypatch.setattr(_mod("theory"), "theory_summary", lambda c: 1 / 0)
     _one_error_line(_cli("theory", "--dim", "5000"), 2, "'dim'", "[1, 1000]")
-    _one_error_line(_cli("theory", "--dim", "900"), 2, "estimated run time", "--force",
-                    "--dim")
+    _one_error_line(_cli("theory", "--dim", "1000", "--steps", "20000"), 2,
+                    "estimated run time", "--force", "--dim")
 
 
 @pytest.mark.parametrize(("axis", "piece"), [

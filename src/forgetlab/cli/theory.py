@@ -21,14 +21,36 @@ from forgetlab.theory.summary import GROUPS, as_json, theory_summary
 
 #: ``theory`` is meant to answer in seconds: past this estimated time it needs --force [s].
 THEORY_CEILING_SECONDS = 60.0
+#: Estimated time past which ``theory`` shows a progress bar (on standard error) [s].
+PROGRESS_MIN_SECONDS = 1.0
 
 
 def estimate(config: MixtureConfig) -> Estimate:
-    """Rough memory and time of :func:`theory_summary`: the d^3 linear algebra of the Fisher
-    spectrum and the flows (about 1.5e-7 d^3 s), 10 ms per predicted step and 3 s of set-up;
-    about 200 MB plus 160 d^2 bytes (measured up to d = 1000 on one core)."""
+    """Rough memory and time of :func:`theory_summary` (the work after start-up).
+
+    Time: 0.2 s + 4 ms per dimension of set-up, the d^3 linear algebra done once (the Fisher
+    spectra of C5, the covariance factorisations: 1e-8 d^3 s), and per predicted step (the
+    C2 weight trajectories, the C4 flow) 3.5 ms + 3e-8 d^2 s (the d x d products of each
+    exact gradient). The constants were fitted to wall and CPU times of the exact engine
+    (covariances factorised once) at d = 1, 100, 500, 1000 and 20 to 2000 steps, measured on
+    two shared, loaded cores (load average 2 to 5): estimate/measured 0.25 to 1.4, the low
+    end at the highest load; an idle machine runs d = 1000 several times faster than there,
+    so the model sits between the two. ``python bench/theory_estimate.py`` prints the
+    estimate beside the measured time. Memory: about 200 MB plus 160 d^2 bytes (measured up
+    to d = 1000 on one core)."""
     d = config.dim
-    return Estimate(2e8 + 160.0 * d * d, 3.0 + 0.01 * config.steps + 1.5e-7 * d**3)
+    seconds = 0.2 + 4e-3 * d + 1e-8 * d**3 + config.steps * (3.5e-3 + 3e-8 * d * d)
+    return Estimate(2e8 + 160.0 * d * d, seconds)
+
+
+def _progress_bar(enabled: bool) -> Any:
+    """A transient bar over the groups of :data:`GROUPS`, on standard error (so that
+    ``--json`` output stays clean); ``enabled=False`` shows nothing."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("theory"), BarColumn(), TextColumn("{task.completed}/"
+                    "{task.total} groups"), TimeElapsedColumn(), disable=not enabled,
+                    transient=True, console=Console(stderr=True))
 
 # Flags for the main fields: (option, config key, help). Values are passed to the validated
 # configuration as given, so a bad value is reported with the field name and allowed range.
@@ -82,14 +104,18 @@ def theory(config_path: str | None, as_json_flag: bool, force: bool,
     The configuration is the built-in default (d = 2, Delta = 4, alpha = 0.3, beta0 = 0.5,
     lambda = 0.2, B = 16, s = 0.2, 200 steps), overridden by --config, overridden by flags.
     Bad input: one line naming the field and its allowed range, exit code 2; so is an
-    estimated run time past 60 s (large dim) without --force.
+    estimated run time past 60 s (large dim and many steps) without --force. A progress bar
+    on standard error shows when the estimated run time exceeds 1 s.
     """
     overrides = {key: value for key, value in flags.items() if value is not None}
     config = (MixtureConfig.from_toml(config_path, **overrides) if config_path
               else MixtureConfig.from_dict(overrides))
-    estimate(config).check("theory", "a smaller --dim or fewer --steps", force,
-                           ceiling=THEORY_CEILING_SECONDS)
-    quantities = theory_summary(config)
+    cost = estimate(config)
+    cost.check("theory", "a smaller --dim or fewer --steps", force,
+               ceiling=THEORY_CEILING_SECONDS)
+    with _progress_bar(cost.seconds > PROGRESS_MIN_SECONDS) as bar:
+        task = bar.add_task("theory", total=len(GROUPS))
+        quantities = theory_summary(config, lambda done: bar.update(task, completed=done))
     if as_json_flag:
         click.echo(json.dumps(as_json(config, quantities), indent=2, allow_nan=False))
         return

@@ -10,6 +10,7 @@ given as logarithms.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -59,12 +60,20 @@ def _num(x: Any) -> Any:
     return [float(v) if np.isfinite(v) else None for v in arr.ravel()]
 
 
-def theory_summary(config: MixtureConfig) -> list[Quantity]:
-    """All predictions for ``config`` (exact engine; a few seconds for the default steps)."""
+def theory_summary(config: MixtureConfig,
+                   progress: Callable[[int], None] | None = None) -> list[Quantity]:
+    """All predictions for ``config`` (exact engine; a few seconds for the default steps).
+
+    ``progress``, when given, is called with the number of groups of :data:`GROUPS` finished
+    so far, after each group (the last call is ``len(GROUPS)``)."""
     out: list[Quantity] = []
 
     def put(group: str, key: str, value: Any, meaning: str) -> None:
         out.append(Quantity(group, key, _num(value), meaning))
+
+    def finished(group: str) -> None:
+        if progress is not None:
+            progress(list(GROUPS).index(group) + 1)
 
     p, q0 = config.target(), config.initial()
     a, b, cov = p.mean_old, p.mean_new, p.cov
@@ -86,6 +95,7 @@ def theory_summary(config: MixtureConfig) -> list[Quantity]:
         "Phi(-Delta/2 + log((1-alpha)/alpha)/Delta)")
     put("overlap", "misassignment_bound", misassignment_bound(alpha, a, b, cov),
         "(1/2) sqrt((1-alpha)/alpha) BC >= eps_*")
+    finished("overlap")
 
     # -- C2 -----------------------------------------------------------------------------------
     at_b = TwoModeMixture(beta0, a, b, cov)
@@ -114,6 +124,7 @@ def theory_summary(config: MixtureConfig) -> list[Quantity]:
     put("C2", "weight_em_exact", em, "beta after `steps` EM steps (exact)")
     put("C2", "weight_em_asymptotic_law", forward_kl.asymptotic_weight(steps, delta, 1.0, "em"),
         "1/(c1 t)")
+    finished("C2")
 
     # -- C3 -----------------------------------------------------------------------------------
     opt, _ = reverse_kl.reverse_kl_optimum(p)
@@ -128,6 +139,7 @@ def theory_summary(config: MixtureConfig) -> list[Quantity]:
         "d/dbeta L_R at (beta0, a, b), exact")
     put("C3", "weight_gradient_separated", reverse_kl.separated_weight_gradient(beta0, alpha),
         "logit(beta0) - logit(alpha), separated-mode limit")
+    finished("C3")
 
     # -- C4 -----------------------------------------------------------------------------------
     flow_step = min(s, 1.0)
@@ -145,6 +157,7 @@ def theory_summary(config: MixtureConfig) -> list[Quantity]:
     put("C4", "delta_max", bound.delta_max, "largest separation along the run")
     put("C4", "final_weight_old", path.weight_old[-1], "beta(T): no mass forgetting (-> alpha)")
     put("C4", "final_new_mode_error", mahalanobis(path.mean_new[-1], b, cov), "D(m_n(T), b)")
+    finished("C4")
 
     # -- C5 -----------------------------------------------------------------------------------
     raw = geometry.local_geometry(p, s, "raw")
@@ -160,6 +173,7 @@ def theory_summary(config: MixtureConfig) -> list[Quantity]:
     put("C5", "natural_contraction", nat.contraction, "max_i |1 - s lambda_i|, natural GD")
     put("C5", "separated_error", np.max(np.abs(raw.hessian - sep)),
         "max |F - blockdiag(1/(alpha(1-alpha)), alpha P, (1-alpha) P)|")
+    finished("C5")
 
     # -- C6 -----------------------------------------------------------------------------------
     frozen, g_frozen = replay.frozen_model_optimum(q0, b, lam, max_iter=300)
@@ -172,6 +186,7 @@ def theory_summary(config: MixtureConfig) -> list[Quantity]:
     put("C6", "frozen_separated_weight", lam * beta0, "lambda beta0 (separated-mode value)")
     put("C6", "current_model_lr_scale", replay.current_model_scale(lam),
         "R = current q: plain SFT with lr x (1 - lambda)")
+    finished("C6")
 
     # -- C7 -----------------------------------------------------------------------------------
     put("C7", "weight_bound", replay.importance_weight_bound(lam), "w <= 1/(1 - lambda)")
@@ -188,6 +203,7 @@ def theory_summary(config: MixtureConfig) -> list[Quantity]:
         "(1 - 0.01)^B: on-policy at beta = 0.01")
     put("C7", "starvation_replay_small_weight", replay.starvation_probability(0.01, size, lam),
         "((1 - lambda)(1 - 0.01))^B")
+    finished("C7")
     return out
 
 
