@@ -47,6 +47,8 @@ OAPL (finite batch, non-linear reward: 0/1 verifier r = 1{D(x, b) <= Delta / 2},
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.special import expit, logit
 
@@ -300,9 +302,13 @@ def _oapl_verifier(res: ClaimResult, ctx: ClaimContext, ax: Panel) -> None:
                       {"separation": sep, "beta0": beta0, "new_mean_start": 1.0})
     lo, se = _to_infinite_group(runs[OAPL_GROUPS[0]][2], runs[OAPL_GROUPS[1]][2])
     k = np.arange(1, syncs + 1)
-    pred = np.array([reference.tilted_log_odds(
-        beta0, 0.0, sep, lambda x, g=kk / tau: g * float(abs(x - sep) <= radius),
-        (sep - radius, sep + radius)) for kk in k])
+
+    def tilt(gain: float) -> Callable[[float], float]:
+        """x -> gain r(x), the 0/1 ball reward scaled by K / tau."""
+        return lambda x: gain * float(abs(x - sep) <= radius)
+
+    pred = np.array([reference.tilted_log_odds(beta0, 0.0, sep, tilt(kk / tau),
+                                               (sep - radius, sep + radius)) for kk in k])
     for i in k - 1:
         res.check(f"OAPL verifier reward: log odds of the old mass after sync {i + 1} "
                   "(G -> infinity) vs exact tilt", pred[i], lo[i], N_SIGMA * se[i],
