@@ -96,6 +96,13 @@ def _biased_kl(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(c1, "gaussian_kl", lambda *a, **k: 1.02 * original(*a, **k))
 
 
+def _engine_expectations_high(mp: pytest.MonkeyPatch) -> None:
+    """Every Gaussian expectation of the exact engine 0.1% too large (a constant added to the
+    log-expectation the population engine integrates with)."""
+    original = population._log_e
+    mp.setattr(population, "_log_e", lambda *a, **k: original(*a, **k) + np.log(1.001))
+
+
 def _oapl_mean_value(mp: pytest.MonkeyPatch) -> None:
     """OAPL's V_hat taken as the group mean of r instead of tau log mean exp(r / tau)."""
     mp.setattr(oapl, "group_value", lambda rewards, tau: rewards.mean(axis=-1))
@@ -121,7 +128,10 @@ MUTATIONS: list[tuple[str, str, Patch, str]] = [
      "brute-force"),
     ("C5", "Fisher information 0.1% too large", _scaled(population, "fisher_information", 1.001),
      "Fisher"),
+    ("C4", "every engine expectation 0.1% too large", _engine_expectations_high, "brute-force"),
     ("C6", "off-by-one in the replay mixture", _replay_off_by_one, "lambda"),
+    ("C6", "every engine expectation 0.1% too large", _engine_expectations_high,
+     "brute-force optimiser"),
     ("C7", "biased importance weights (x 1.05)", _biased_weights, "mean IW gradient"),
     ("C8", "ball success probability 2% too large",
      _scaled(near_policy, "ball_success_probability", 1.02), "TTT"),
