@@ -45,6 +45,9 @@ def test_check_rejects_bad_fields() -> None:
     with pytest.raises(ValueError, match="consistency"):
         Check("x", 1.0, 1.0, 0.1, "floating point", predicted_by="exact engine",
               measured_by="exact engine", independent=True)
+    with pytest.raises(ValueError, match="consistency"):  # any method on both sides
+        Check("x", 1.0, 1.0, 0.1, "floating point", predicted_by="population run",
+              measured_by="population run", independent=True)
     with pytest.raises(TypeError):
         Check("x", 1.0, 1.0, 0.1, "floating point")  # type: ignore[call-arg]  # no provenance
 

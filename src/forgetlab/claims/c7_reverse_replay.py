@@ -226,7 +226,7 @@ def _dynamics(res: ClaimResult, ctx: ClaimContext, axes: list[Panel]) -> None:
         res.check(f"finite batch B={batch}, {name}: sd of beta_T across seeds vs linearised "
                   f"prediction (additive noise)", preds[-1], rows[-1][1], N_SIGMA * sd_se,
                   "Monte Carlo standard error", predicted_by="Monte Carlo",
-                  measured_by="finite-batch simulation", independent=True)
+                  measured_by="finite-batch simulation", independent=False)
         axes[0].line(traj.steps, beta.mean(0), f"mean, {name}", color=f"C{len(rows) - 1}")
         axes[0].band(traj.steps, np.quantile(beta, 0.05, 0), np.quantile(beta, 0.95, 0),
                      f"5-95% of seeds, {name}", color=f"C{len(rows) - 1}")
@@ -239,7 +239,7 @@ def _dynamics(res: ClaimResult, ctx: ClaimContext, axes: list[Panel]) -> None:
     res.check(f"finite batch B={batch}: spread ratio sd(replay 0.5) / sd(on-policy)",
               preds[1] / preds[0], ratio, N_SIGMA * ratio_se, "Monte Carlo standard error",
               predicted_by="Monte Carlo", measured_by="finite-batch simulation",
-              independent=True)
+              independent=False)
     res.notes.append(f"spread of beta_T: predicted {preds[0]:.4g} (on-policy) and {preds[1]:.4g} "
                      f"(replay 0.5), ratio {preds[1] / preds[0]:.3f}; measured ratio "
                      f"{ratio:.3f} +- {ratio_se:.3f}")

@@ -173,7 +173,7 @@ def _sdft_walk(res: ClaimResult, ctx: ClaimContext, ax: Panel) -> None:
     res.check(f"SDFT lam_demo=0, B={batch}: slope of E[delta_t^2] on steps {window[0]}-"
               f"{window[1]} (random walk)", pred, measured, N_SIGMA * se,
               "Monte Carlo standard error", predicted_by="Monte Carlo",
-              measured_by="finite-batch simulation", independent=True)
+              measured_by="finite-batch simulation", independent=False)
     res.notes.append(f"SDFT lam_demo=0 finite batch: predicted random-walk slope {pred:.4g} "
                      f"(one-step noise v = {noise:.4g}), measured {measured:.4g} +- {se:.2g}")
     msd = delta2.mean(0)
@@ -199,7 +199,7 @@ def _ttt(res: ClaimResult, ctx: ClaimContext, ax: Panel) -> None:
     err = float(np.max(np.abs(logit(plain.weight_old[0, 0]) - pred)))
     res.check("TTT (EM, no anchor): max |log odds_t - tilt recursion| over t", 0.0, err,
               steps_em * np.expm1(GAMMA) * float(p_o) + 1e-9, "asymptotic correction",
-              predicted_by="closed form", measured_by="population run", independent=True)
+              predicted_by="closed form", measured_by="population run", independent=False)
     res.check("TTT (EM, reward credits the old task): max |log odds_t - log odds_0|", 0.0,
               float(np.max(np.abs(logit(credited.weight_old[0, 0]) - logit(0.6)))), 1e-9,
               "floating point",
