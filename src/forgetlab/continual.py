@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -362,8 +362,6 @@ class ContinualResult:
     predicted_mass: Array
     predicted_drift_bound: Array
     overlap_gate: Array
-    final_weights: Array = field(repr=False)
-    final_means: Array = field(repr=False)
 
     @property
     def n_tasks(self) -> int:
@@ -471,8 +469,7 @@ def run_continual(config: ContinualConfig, progress: Callable[[], None] | None =
     gate = KModeMixture(np.full(k, 1.0 / k), means, cov).misassignment_bounds()
     np.fill_diagonal(gate, 0.0)
     return ContinualResult(config, means, mass.mean(axis=0), drift.mean(axis=0), se(mass),
-                           se(drift), pred, bound, gate,
-                           np.exp(log_softmax(eta, axis=-1)), mu)
+                           se(drift), pred, bound, gate)
 
 
 def _matrix(a: Array) -> list[list[float | None]]:

@@ -240,7 +240,8 @@ def plan_chain(config: ContinualConfig, keep: float, max_drift: float = np.inf,
 
     Prediction: the stage fixed points (:func:`forgetlab.continual.predict_mass`; with replay
     of the tasks' own data they are exact: w_j = lambda, drift 0). Verification: the chain run
-    by finite-batch gd (``seeds`` seeds); its drift is checked against ``max_drift``.
+    by finite-batch gd (``seeds`` seeds); its drift is reported beside ``max_drift`` (the
+    predicted drift is 0).
     """
     _check_budget(keep, max_drift)
     k = config.n_tasks

@@ -14,6 +14,7 @@ from typing import Any
 import click
 import numpy as np
 
+from forgetlab.cli._common import check_output_file
 from forgetlab.continual import (
     PRESETS,
     ContinualResult,
@@ -117,8 +118,7 @@ def continual(config_file: str | None, preset_name: str | None, as_json: bool,
         if suffix not in (".png", ".svg", ".pdf"):
             raise ValueError(f"--plot: the file name must end in .png, .svg or .pdf, "
                              f"got {plot_file!r}")
-        if not Path(plot_file).resolve().parent.is_dir():
-            raise ValueError(f"--plot: directory of {plot_file!r} does not exist")
+        check_output_file(plot_file, "--plot")
     total = sum(s.steps for s in config.stages)
     with _progress_bar(total, not quiet and not as_json) as bar:
         task = bar.add_task("continual", total=total)

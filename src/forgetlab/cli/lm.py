@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from forgetlab.cli._common import check_output_file
 from forgetlab.lm import require_torch
 
 
@@ -152,6 +153,8 @@ def measure(base_dir: Path, tuned_dir: Path, prompts_file: Path, marker: str | N
         raise ValueError(f"max-samples: needs --target-se and must be >= --samples ({samples})")
     if plot is not None and plot.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise ValueError(f"plot: {plot} must end in .png, .pdf or .svg")
+    if plot is not None:
+        check_output_file(plot, "plot")
     torch.set_num_threads(threads or os.cpu_count() or 1)
     bar, update = _progress(not as_json)
     with bar:

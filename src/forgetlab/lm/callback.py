@@ -195,8 +195,7 @@ class ForgettingCallback(TrainerCallback):
         out = {}
         for k in LOGGED:
             out[self.prefix + k] = s[k]
-            se = "old_drift_kl_se" if k == "old_drift_kl" else f"{k}_se"
-            out[self.prefix + k + "_se"] = s[se]
+            out[self.prefix + k + "_se"] = s[f"{k}_se"]
         return out
 
     def _record(self, state: Any, model: Any) -> dict[str, float]:

@@ -178,15 +178,6 @@ def marker_ids(tokenizer: Any, marker: str, context: list[int] | None = None,
     return ids
 
 
-def marker_token_id(tokenizer: Any, marker: str) -> int:
-    """The id of a one-token ``marker``; ValueError otherwise (multi-token markers are fine for
-    the split itself: see :func:`marker_ids`)."""
-    ids = marker_ids(tokenizer, marker)
-    if len(ids) != 1:
-        raise ValueError(f"marker: {marker!r} is {len(ids)} tokens for this tokenizer, not one")
-    return ids[0]
-
-
 class HFLogits:
     """ids ``[B, T]`` -> logits ``[B, T, V]`` of a transformers causal LM, in chunks of
     ``batch_size`` rows, on the model's device; :meth:`sample_answers` samples with the KV

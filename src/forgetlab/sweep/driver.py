@@ -132,7 +132,8 @@ def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = Non
     plan = make_plan(spec, runner, n_workers, chunk_size)
     planned = time.perf_counter() - start
     check_plan_resources(plan, executor, address, force)
-    pending = any(r.run_id not in stored_run_ids(out) for r in plan.runs)
+    stored = stored_run_ids(out)
+    pending = any(r.run_id not in stored for r in plan.runs)
     pool = None
     executed = skipped = 0
     interrupted = False
