@@ -190,7 +190,7 @@ def main() -> None:
         pop_batch = args.pop_steps / t_batch
         rows += [("population, batch of C", "steps/s", pop_batch),
                  ("population, batch of C", "config-steps/s", pop_batch * len(configs)),
-                 ("population, per-config loop", "config-steps/s",
+                 ("population, one call per config (per-call overhead)", "config-steps/s",
                   args.pop_steps * len(configs) / t_loop)]
         out["population"] = {"configs": len(configs), "steps": args.pop_steps,
                              "steps_per_s": pop_batch,

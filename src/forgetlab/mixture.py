@@ -76,7 +76,6 @@ class TwoModeMixture:
         self.mean_old: Array = np.broadcast_to(m_o, (*batch, dim))
         self.mean_new: Array = np.broadcast_to(m_n, (*batch, dim))
         self.cov: Array = np.broadcast_to(sigma, (*batch, dim, dim))
-        self._cov_base = sigma
         self._chol_base = factor.chol
         self._chol_inv_base = factor.chol_inv
         self.chol: Array = np.broadcast_to(self._chol_base, (*batch, dim, dim))

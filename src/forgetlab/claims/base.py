@@ -157,9 +157,7 @@ class Check:
 
     def to_dict(self) -> dict[str, Any]:
         """The check as a JSON-able dict, including ``passed``."""
-        d = asdict(self)
-        d.pop("_", None)
-        return _clean({**d, "passed": self.passed})
+        return _clean({**asdict(self), "passed": self.passed})
 
 
 @dataclass

@@ -7,7 +7,8 @@ density sum, in the importance weight, and inside the log of the reward);
 ``chen2025-*-clean`` drop the floors.  Drop and Gain are read on the seed-mean curves at the
 first iteration where Gain >= 0.9.  Checks, for each of the four presets:
 
-1. Verification: the engine against a plain per-seed loop of the published arithmetic
+1. Equivalence (not counted as verification: the same algorithm on the same normals, written
+   twice): the engine against a plain per-seed loop of the published arithmetic
    (:mod:`forgetlab.chen2025.reference`, scipy densities per sample, np.trapezoid on the grid)
    on the same normals, every run of the preset: largest difference of parameters and overlaps
    <= 1e-12 (floating point).
