@@ -270,7 +270,8 @@ def test_two_mode_floors_change_little_but_measurably(variant, method, lr):
 
 
 # Recorded from the code before the floored presets and the speed work (seed 2026, 3 seeds,
-# 40 steps): the -clean arithmetic must stay bit-identical.
+# 40 steps): the -clean arithmetic must keep these numbers (bit-identical within one numpy
+# release; to 1e-12 relative across releases, whose vectorised exp/log may differ in the last bit).
 RECORDED_CLEAN = {
     ("two-mode", "forward_kl"): (
         [0.6496370473873689, -3.4999999237453268, 1.0000003579010355, 2.047071134855913,
@@ -286,12 +287,12 @@ RECORDED_CLEAN = {
 
 
 @pytest.mark.parametrize("key", list(RECORDED_CLEAN))
-def test_clean_variant_bit_identical_to_before(key):
+def test_clean_variant_keeps_recorded_numbers(key):
     res = run_chen2025(*key, steps=40, seeds=3, seed=2026, floors=False, workers=2)
     params, acc_old_1, acc_new_2 = RECORDED_CLEAN[key]
-    assert res.params[0, -1].tolist() == params
-    assert res.acc_old[1, -1] == acc_old_1
-    assert res.acc_new[2, -1] == acc_new_2
+    np.testing.assert_allclose(res.params[0, -1], params, rtol=1e-12)
+    np.testing.assert_allclose(res.acc_old[1, -1], acc_old_1, rtol=1e-12)
+    np.testing.assert_allclose(res.acc_new[2, -1], acc_new_2, rtol=1e-12)
 
 
 def test_engine_matches_published_arithmetic_in_distribution():
