@@ -3,9 +3,9 @@
 A run trains S independent seeds at once: parameters ``[S, P]``, standard normals ``[S, n]`` per
 step, one ``numpy.random.Generator`` per seed spawned from ``SeedSequence(seed)``, so seed s
 gives the same trajectory whatever the number of seeds.  Each step is projected gradient
-descent, theta <- clip(theta - lr * grad), with the old component's rate times 0.005.  A seed
-whose update is not finite is frozen at its last finite parameters and reported in
-``diverged_step``.
+descent, theta <- clip(theta - lr * grad), with the old component's rate times 0.005, run by the
+one loop of :mod:`forgetlab.optim`.  A seed whose update is not finite is stopped: frozen at
+its last finite parameters from then on, and reported in ``diverged_step``.
 
 The summary reads the seed-mean curves at the first step where the mean Gain >= 0.9 (the
 paper's reading point) and gives the standard error of Drop and Gain across seeds there.
@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from forgetlab._validation import as_finite
 from forgetlab.chen2025 import exact, model
 from forgetlab.chen2025.overlap import grid_for, overlap_accuracy
+from forgetlab.optim import Descent, Direction, Params, descend
 
 Array = NDArray[np.float64]
 Grad = Callable[[Array, Array], Array]
@@ -184,19 +185,29 @@ def _train_block(
     ``diverged [S]``."""
     theta = np.tile(init, (len(gens), 1))
     traj[:, 0] = theta
-    rates = model.learning_rates(lr, init.size)
-    t = 0
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for block in _noise_blocks(gens, traj.shape[1] - 1, samples):
-            for k in range(block.shape[1]):
-                new = model.project(theta - rates * grad(theta, block[:, k]))
-                bad = ~np.isfinite(new).all(axis=-1)
-                if bad.any():
-                    diverged[bad & (diverged < 0)] = t + 1
-                    new[bad] = theta[bad]
-                theta = new
-                t += 1
-                traj[:, t] = theta
+    blocks = _noise_blocks(gens, traj.shape[1] - 1, samples)
+    block = np.empty((len(gens), 0, samples))
+
+    def direction(t: int, coords: Params, params: Params) -> Params:
+        nonlocal block
+        if t % NOISE_BLOCK == 0:
+            block = next(blocks)
+        return (grad(params[0], block[:, t % NOISE_BLOCK]),)
+
+    def observe(t: int, params: Params, running: NDArray[np.bool_]) -> None:
+        traj[:, t] = params[0]
+
+    diverged[:] = _descend(direction, theta, traj.shape[1] - 1, lr, observe)
+
+
+def _descend(direction: Direction, theta: Array, steps: int, lr: float,
+             observe: Callable[[int, Params, NDArray[np.bool_]], None]) -> NDArray[np.int64]:
+    """Projected gradient descent theta <- project(theta - lr_k grad) from ``theta [S, P]``,
+    a seed stopped when its parameters stop being finite: ``diverged [S]``."""
+    return descend(direction, (theta,), (theta,), steps,
+                   Descent((model.learning_rates(lr, theta.shape[-1]),)), tuple,
+                   lambda p, c: np.asarray(np.isfinite(p[0]).all(axis=-1)), observe,
+                   lambda c: (model.project(c[0]),))
 
 
 def train(
@@ -239,16 +250,17 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _train_exact(init: Array, lr: float, steps: int) -> Array:
-    """Deterministic descent on the exact KL(q || p): ``[T+1, 5]``."""
-    theta = init[None].copy()
+def _train_exact(init: Array, lr: float, steps: int) -> tuple[Array, NDArray[np.int64]]:
+    """Deterministic descent on the exact KL(q || p): ``([T+1, 5], diverged [1])``."""
     traj = np.empty((steps + 1, init.size))
-    traj[0] = theta[0]
-    rates = model.learning_rates(lr, init.size)
-    for t in range(steps):
-        theta = model.project(theta - rates * exact.reverse_kl_grad_two_mode(theta))
-        traj[t + 1] = theta[0]
-    return traj
+    traj[0] = init
+
+    def observe(t: int, params: Params, running: NDArray[np.bool_]) -> None:
+        traj[t] = params[0][0]
+
+    diverged = _descend(lambda t, c, p: (exact.reverse_kl_grad_two_mode(p[0]),),
+                        init[None].copy(), steps, lr, observe)
+    return traj, diverged
 
 
 def _as_count(value: int, name: str, low: int) -> int:
@@ -304,11 +316,11 @@ def run_chen2025(
     init = np.array(model.INIT_TWO_MODE if two else model.INIT_SINGLE_MODE)
     grid = grid_for(init.size)
     if method == "exact_reverse_kl":
-        traj = _train_exact(init, lr, steps)
+        traj, stopped = _train_exact(init, lr, steps)
         acc = overlap_accuracy(traj, grid, trapezoid=floors)
         params = np.broadcast_to(traj, (seeds, steps + 1, 5)).copy()
         acc_old, acc_new = (np.broadcast_to(a, (seeds, steps + 1)).copy() for a in acc)
-        diverged = np.full(seeds, -1, dtype=np.int64)
+        diverged = np.broadcast_to(stopped, seeds).copy()
     else:
         gens = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(seeds)]
         grad = _FINITE_GRADS[variant, method, floors]
