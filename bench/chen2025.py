@@ -8,7 +8,7 @@ Engine: :func:`forgetlab.chen2025.run_chen2025` (training and overlap metric) wi
 with ``--workers`` threads.  Floor: drawing the same standard normals (same per-seed
 generators and blocks) and nothing else, 1 thread and ``--workers`` threads; no engine can beat
 it without changing the random streams.  Prints a table and appends one JSON line, with the git
-commit, to ``bench/results/chen2025.jsonl``.
+commit, to ``bench/results/chen2025.jsonl`` (:mod:`_results`).
 
     python bench/chen2025.py [--seeds 256] [--baseline-seeds 4] [--workers 2] [--presets ...]
 """
@@ -18,39 +18,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 
-from forgetlab.chen2025 import model, reference
-from forgetlab.chen2025.run import (
-    PRESETS,
-    _in_threads,
-    _noise_blocks,
-    default_workers,
-    run_chen2025,
-)
-
-RESULTS = Path(__file__).resolve().parent / "results" / "chen2025.jsonl"
+from _results import append_result, best_time_and_cpu
+from forgetlab.chen2025 import PRESETS, model, reference
+from forgetlab.chen2025.run import _in_threads, _noise_blocks, default_workers, run_chen2025
 
 
 def _gens(seeds: int) -> list[np.random.Generator]:
     return [np.random.default_rng(s) for s in np.random.SeedSequence(0).spawn(seeds)]
-
-
-def _seconds(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    """The fastest of ``repeat`` calls: (wall seconds, CPU seconds of this process)."""
-    best = (np.inf, np.inf)
-    for _ in range(repeat):
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
-    return float(best[0]), float(best[1])
 
 
 def _floor(seeds: int, steps: int, samples: int, workers: int) -> None:
@@ -84,15 +63,6 @@ def _row(label: str, t: np.ndarray, floor: tuple[float, float] | None,
     return entry
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True, cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=256)
@@ -105,7 +75,6 @@ def main() -> None:
     S, N, W = args.seeds, args.samples, max(1, args.workers)
     B = min(args.baseline_seeds, S)
     record: dict[str, object] = {
-        "bench": "chen2025", "commit": _commit(), "date": datetime.now(UTC).isoformat(),
         "seeds": S, "samples": N, "workers": W, "baseline_seeds_timed": B,
         "load_average_start": os.getloadavg()[0], "presets": {},
     }
@@ -117,15 +86,16 @@ def main() -> None:
     for name in args.presets:
         preset = PRESETS[name]
         T = preset.steps
-        floor = {w: _seconds(partial(_floor, S, T, N, w), args.repeat)[0] for w in (1, W)}
+        floor = {w: best_time_and_cpu(partial(_floor, S, T, N, w), args.repeat)[0] for w in (1, W)}
         fn = reference.two_mode if preset.variant == "two-mode" else reference.single_mode
         eps = model.DENSITY_FLOOR if preset.floors else 0.0
         total = np.zeros(5)  # baseline wall, cpu; engine 1t wall, cpu; engine Wt wall
         runs = []
         for method, lr in preset.runs:
-            base = np.array(_seconds(partial(_baseline, fn, method, lr, B, T, N, eps), 1)) * S / B
+            base = np.array(best_time_and_cpu(
+                partial(_baseline, fn, method, lr, B, T, N, eps), 1)) * S / B
             one, many = (
-                _seconds(partial(run_chen2025, preset.variant, method, lr, T, S, 0, N,
+                best_time_and_cpu(partial(run_chen2025, preset.variant, method, lr, T, S, 0, N,
                                  workers=w, floors=preset.floors), args.repeat)
                 for w in (1, W)
             )
@@ -139,11 +109,8 @@ def main() -> None:
         entry["engine_over_normals_floor"] = total[4] / (floor[W] * n)
         record["presets"][name] = entry  # type: ignore[index]
     record["load_average_end"] = os.getloadavg()[0]
-    line = json.dumps(record)
-    print(line)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as fh:
-        fh.write(line + "\n")
+    print(json.dumps(record))
+    append_result("chen2025", record)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,7 @@ from scipy import integrate
 from scipy.stats import norm
 
 from forgetlab.chen2025 import (
-    chen2025_cli_summary,
-    overlap_accuracy,
+    grid_overlap_accuracy,
     reference,
     reverse_kl_and_grad,
     run_chen2025,
@@ -69,8 +68,8 @@ def _exact_acc(theta, low, high):
 @pytest.mark.parametrize("thetas,low,high", [(THETAS2, -8.0, 8.0), (THETAS1, -10.0, 10.0)])
 def test_overlap_matches_closed_form(thetas, low, high):
     exact = np.array([_exact_acc(t, low, high) for t in thetas])
-    dense = np.stack(overlap_accuracy(thetas, np.linspace(low, high, 400_001)), axis=-1)
-    paper = np.stack(overlap_accuracy(thetas, np.linspace(low, high, 500)), axis=-1)
+    dense = np.stack(grid_overlap_accuracy(thetas, np.linspace(low, high, 400_001)), axis=-1)
+    paper = np.stack(grid_overlap_accuracy(thetas, np.linspace(low, high, 500)), axis=-1)
     # A dense grid converges to the closed form; the paper's 500-point grid is within the
     # O(dx^2) error of a Riemann sum with kinks (dx = 0.03-0.04).
     np.testing.assert_allclose(dense, exact, atol=1e-7)
@@ -78,7 +77,7 @@ def test_overlap_matches_closed_form(thetas, low, high):
 
 
 def test_overlap_initial_values():
-    acc_old, acc_new = overlap_accuracy(INIT2, np.linspace(-8, 8, 500))
+    acc_old, acc_new = grid_overlap_accuracy(INIT2, np.linspace(-8, 8, 500))
     # Old: same weight, means 0.5 apart, unit sd: 2 Phi(-0.25); new: means 3 apart, sd 0.7.
     assert acc_old == pytest.approx(2 * norm.cdf(-0.25), abs=1e-3)
     assert acc_new == pytest.approx(2 * norm.cdf(-1.5 / 0.7), abs=1e-3)
@@ -424,7 +423,9 @@ def test_simulate_command_runs_the_preset():
 
 
 def test_cli_summary_json_and_table(tmp_path):
-    out = json.loads(chen2025_cli_summary("chen2025-two-mode", seeds=2, as_json=True))
+    from forgetlab.cli.simulate import chen2025_output
+
+    out = json.loads(chen2025_output("chen2025-two-mode", seeds=2, as_json=True))
     assert out["preset"] == "chen2025-two-mode"
     assert [(r["method"], r["learning_rate"]) for r in out["runs"]] == [
         ("forward_kl", 0.15),
@@ -433,7 +434,7 @@ def test_cli_summary_json_and_table(tmp_path):
     ]
     assert {"stop_step", "drop", "gain"} <= set(out["runs"][0])
     png = tmp_path / "chen.png"
-    text = chen2025_cli_summary("chen2025-two-mode", seeds=2, plot=str(png))
+    text = chen2025_output("chen2025-two-mode", seeds=2, plot=str(png))
     assert "reverse_kl" in text and png.stat().st_size > 1000
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from forgetlab import population, simulate
-from forgetlab.dynamics import Optimiser, _Stepper, coordinate_gradient
+from forgetlab.dynamics import Optimiser, coordinate_gradient
 from forgetlab.methods import list_methods, make_method
 from forgetlab.methods.base import Problem
 from forgetlab.mixture import MixtureParams, TwoModeMixture
@@ -65,7 +65,9 @@ def test_adam_first_step_moves_by_the_learning_rate() -> None:
     grad = MixtureParams(np.array([[3.0, -0.01]]), np.full((1, 2, 1), 5.0),
                          np.full((1, 2, 1), -2.0))
     rates = MixtureParams(np.array([[0.1]]), np.array([[0.2]]), np.array([[0.3]]))
-    out = _Stepper(Optimiser("adam", rates), coords)(coords, grad)
+    descent = Optimiser("adam", rates).descent()
+    assert descent is not None
+    out = MixtureParams(*descent.update(coords, grad, descent.init(coords))[0])
     np.testing.assert_allclose(out.weight_old, [[-0.1, 0.1]], rtol=1e-6)
     np.testing.assert_allclose(out.mean_old, -0.2, rtol=1e-6)
     np.testing.assert_allclose(out.mean_new, 0.3, rtol=1e-6)

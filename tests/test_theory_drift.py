@@ -15,6 +15,7 @@ from scipy import integrate
 from scipy.special import expit
 from scipy.stats import norm
 
+from forgetlab.dynamics import reverse_kl_flow
 from forgetlab.mixture import TwoModeMixture
 from forgetlab.population import reverse_kl_gradient
 from forgetlab.theory import drift
@@ -33,7 +34,7 @@ def test_bounds_hold_along_flows() -> None:
     target = TwoModeMixture(0.3, a, b, cov)
     starts = np.stack([a + 0.5 * (b - a), a + 1.5 * (b - a)])  # [2, 5, d]
     learner = TwoModeMixture(np.array([[0.5], [0.2]]), a, starts, cov)
-    path = drift.reverse_kl_flow(learner, target, 0.5, 120)
+    path = reverse_kl_flow(learner, target, 0.5, 120)
     assert path.batch_shape == (121, 2, 5)
     bound = drift.drift_bound(path, target)
     sup = _drift(path, a).max(axis=0)
@@ -76,14 +77,14 @@ def test_flow_step_matches_engine() -> None:
     cov = np.diag([1.0, 3.0])
     target = TwoModeMixture(0.3, np.zeros(2), [3.0, 1.0], cov)
     learner = TwoModeMixture(0.6, [0.1, 0.0], [1.0, 2.0], cov)
-    path = drift.reverse_kl_flow(learner, target, 0.3, 1)
+    path = reverse_kl_flow(learner, target, 0.3, 1)
     g = reverse_kl_gradient(learner, target)
     eta = np.log(0.6 / 0.4) - 0.3 * 0.6 * 0.4 * g.weight_old
     assert path.weight_old[1] == pytest.approx(expit(eta), rel=1e-14)
     np.testing.assert_allclose(path.mean_old[1], learner.mean_old - 0.3 * cov @ g.mean_old)
     np.testing.assert_allclose(path.mean_new[1], learner.mean_new - 0.3 * cov @ g.mean_new)
     with pytest.raises(ValueError, match="step_size"):
-        drift.reverse_kl_flow(learner, target, 1.5, 3)
+        reverse_kl_flow(learner, target, 1.5, 3)
     with pytest.raises(ValueError, match="time axis"):
         drift.drift_bound(learner, target)
 
@@ -95,7 +96,7 @@ def test_drift_slope_beyond_b() -> None:
     a = np.zeros((4, 1))
     b = deltas[:, None]
     target = TwoModeMixture(0.5, a, b, 1.0)
-    path = drift.reverse_kl_flow(TwoModeMixture(0.5, a, 2.0 * b, 1.0), target, 0.5, 200)
+    path = reverse_kl_flow(TwoModeMixture(0.5, a, 2.0 * b, 1.0), target, 0.5, 200)
     sup = _drift(path, a).max(axis=0)
     slope = np.polyfit(deltas**2, np.log(sup), 1)[0]
     assert -0.2 < slope < -0.1

@@ -17,6 +17,7 @@ from scipy.integrate import solve_ivp
 from scipy.special import expit, logit
 from scipy.stats import norm
 
+from forgetlab.dynamics import weight_trajectory
 from forgetlab.mixture import TwoModeMixture
 from forgetlab.population import forward_kl_gradient
 from forgetlab.theory import forward_kl
@@ -120,7 +121,7 @@ def test_logit_gd_small_weight_law() -> None:
     better than the leading law y0 + 2 c1 tau, so the correction term is real."""
     deltas = np.array([0.5, 1.0])
     s, steps, beta0 = 50.0, 300, 0.005
-    path = forward_kl.weight_trajectory(
+    path = weight_trajectory(
         TwoModeMixture(beta0, np.zeros((2, 1)), deltas[:, None], 1.0), steps, s, "gd")
     assert np.all(np.diff(path, axis=0) < 0)
     c1, x = np.expm1(deltas**2), np.exp(deltas**2)
@@ -137,7 +138,7 @@ def test_logit_gd_asymptote_long_run() -> None:
     """beta_t (2 s c1 t)^{1/2} -> 1 + (x^2 + x)/sqrt(2 s c1 t) from beta0 = 0.5 (20000 steps)."""
     deltas = np.array([0.5, 1.0])
     steps = 20_000
-    path = forward_kl.weight_trajectory(
+    path = weight_trajectory(
         TwoModeMixture(0.5, np.zeros((2, 1)), deltas[:, None], 1.0), steps, 1.0, "gd")
     lead = forward_kl.asymptotic_weight(steps, deltas, 1.0, "gd")
     corr = forward_kl.asymptotic_weight(steps, deltas, 1.0, "gd", corrected=True)
@@ -148,7 +149,7 @@ def test_logit_gd_asymptote_long_run() -> None:
 def test_em_asymptote() -> None:
     """EM: beta_t c1 t -> 1; next order ((c1 + c2 - c1^2)/c1^2) log t / t."""
     delta, steps = 1.0, 600
-    path = forward_kl.weight_trajectory(TwoModeMixture(0.5, 0.0, delta, 1.0), steps, method="em")
+    path = weight_trajectory(TwoModeMixture(0.5, 0.0, delta, 1.0), steps, method="em")
     c1, c2 = np.exp(forward_kl.decay_constants(delta))
     k = (c1 + c2 - c1**2) / c1**2
     ratio = path[-1] / forward_kl.asymptotic_weight(steps, delta, method="em")
@@ -159,7 +160,7 @@ def test_separated_transient_law() -> None:
     """Delta = 10: rho ~ 0, so logit GD follows 1/beta - logit beta = const + s t (Euler error
     O(s) relative), and beta_t ~ 1 / (s t)."""
     s, steps = 0.05, 400
-    path = forward_kl.weight_trajectory(TwoModeMixture(0.5, 0.0, 10.0, 1.0), steps, s)
+    path = weight_trajectory(TwoModeMixture(0.5, 0.0, 10.0, 1.0), steps, s)
     law = forward_kl.separated_weight(np.arange(steps + 1), 0.5, s)
     np.testing.assert_allclose(path, law, rtol=s)
     beta = forward_kl.separated_weight([0.0, 1e3, 1e8], 0.5, 1.0)
@@ -177,6 +178,6 @@ def test_thresholds_and_validation() -> None:
     with pytest.raises(ValueError, match="separation"):
         forward_kl.decay_constants(0.0)
     with pytest.raises(ValueError, match="method"):
-        forward_kl.weight_trajectory(TwoModeMixture(0.5, 0.0, 1.0), 3, method="newton")
+        weight_trajectory(TwoModeMixture(0.5, 0.0, 1.0), 3, method="newton")
     with pytest.raises(ValueError, match="beta0"):
         forward_kl.separated_weight(1.0, 1.0)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from forgetlab.dynamics import reverse_kl_flow
 from forgetlab.mixture import TwoModeMixture
 from forgetlab.population import reverse_kl_gradient
-from forgetlab.theory import drift, geometry
+from forgetlab.theory import geometry
 
 COV = np.array([[1.0, 0.3], [0.3, 2.0]])
 
@@ -80,7 +81,7 @@ def test_natural_contraction_matches_preconditioned_flow() -> None:
     predicted = float(geometry.local_geometry(target, s, "natural").contraction)
     rng = np.random.default_rng(5)
     start = TwoModeMixture(0.3 + 1e-5, rng.normal(0, 1e-5, 2), target.mean_new + 1e-5, COV)
-    path = drift.reverse_kl_flow(start, target, s, 100)
+    path = reverse_kl_flow(start, target, s, 100)
     xi = np.concatenate([np.log(path.weight_old / (1 - path.weight_old))[:, None],
                          path.mean_old, path.mean_new], axis=-1)
     xi_star = np.concatenate([[np.log(0.3 / 0.7)], target.mean_old, target.mean_new])

@@ -1,14 +1,13 @@
-"""The training loop: a method's gradients turned into parameter paths, for [config, seed] at once.
+"""Mixture training runs: a method's gradients turned into parameter paths, for [config, seed]
+at once, and the exact population flows the theory's predictions speak about. Every run is
+driven by the one loop of :mod:`forgetlab.optim`.
 
 Coordinates: the weight is optimised as the logit eta = log(beta / (1 - beta)) (chain rule
 dL/deta = beta (1 - beta) dL/dbeta) or as the raw beta (optionally clipped to [c, 1 - c]);
 the means as they are. Optimisers, per parameter group g in (weight, mean_old, mean_new) with
-learning rate s_g (``[C, 1]``, one per configuration):
-
-* ``"gd"``: theta_g <- theta_g - s_g grad_g;
-* ``"adam"``: m <- b1 m + (1 - b1) grad, v <- b2 v + (1 - b2) grad^2,
-  theta <- theta - s m_hat / (sqrt(v_hat) + eps) with bias-corrected m_hat, v_hat;
-* ``"em"``: the method's own EM map (learning rates unused).
+learning rate s_g (``[C, 1]``, one per configuration): ``"gd"`` and ``"adam"``
+(:class:`forgetlab.optim.Descent`), or ``"em"``: the method's own EM map (learning rates
+unused).
 
 Regimes: population (``rng=None``; exact expectations; one deterministic run per
 configuration, S = 1) and finite batch (``rng`` a :class:`~forgetlab.methods.base.Streams`).
@@ -17,23 +16,31 @@ Divergence: after each step a run whose parameters are non-finite or leave the s
 (|eta| <= max_logit, or 0 < beta < 1 in raw coordinates; D(m_o, a) and D(m_n, a) <=
 max_distance) is stopped: its parameters stay at the last sane values and ``diverged_step``
 records the step at which the update failed. Nothing non-finite is ever written.
+
+Flows (:func:`reverse_kl_flow`, :func:`weight_trajectory`): exact population gradient descent
+on one objective from a :class:`~forgetlab.mixture.TwoModeMixture`, logit weight clipped to
++-700 (no divergence stop needed: every step stays finite), path returned with time on axis 0.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-from numpy.typing import NDArray
-from scipy.special import expit
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import expit, logit
 
+from forgetlab._validation import as_finite
 from forgetlab.methods import get_method
 from forgetlab.methods.base import Method, Problem, State, StepOutput, Streams
 from forgetlab.metrics import distance
 from forgetlab.mixture import MixtureParams, TwoModeMixture
+from forgetlab.optim import Descent, Params, descend
+from forgetlab.population import reverse_kl_gradient
 from forgetlab.simconfig import SimulationConfig
+from forgetlab.theory.forward_kl import rho
 from forgetlab.trajectory import Recorder, Trajectory
 
 Array = NDArray[np.float64]
@@ -45,7 +52,7 @@ COORDINATES = ("logit", "raw")
 @dataclass(frozen=True)
 class Optimiser:
     """How gradients become updates. ``learning_rates`` holds one ``[C, 1]`` array (or scalar)
-    per parameter group (weight, mean_old, mean_new)."""
+    per parameter group (weight, mean_old, mean_new); the means' rates act on ``[C, S, d]``."""
 
     kind: str = "gd"
     learning_rates: MixtureParams = MixtureParams(0.1, 0.1, 0.1)  # type: ignore[arg-type]
@@ -61,6 +68,14 @@ class Optimiser:
         if self.coordinate not in COORDINATES:
             raise ValueError(f"weight_coordinate must be one of {', '.join(COORDINATES)}, "
                              f"got {self.coordinate!r}")
+
+    def descent(self) -> Descent | None:
+        """The stepper for the coordinates (None for EM, whose map gives the next values)."""
+        if self.kind == "em":
+            return None
+        w, m_o, m_n = (np.asarray(lr, dtype=float) for lr in self.learning_rates)
+        return Descent((w, m_o[..., None], m_n[..., None]), self.kind, self.adam_beta1,
+                       self.adam_beta2, self.adam_eps)
 
 
 @dataclass(frozen=True)
@@ -96,32 +111,6 @@ def coordinate_gradient(grad: MixtureParams, params: MixtureParams, coordinate: 
         return grad
     beta = params.weight_old
     return MixtureParams(grad.weight_old * beta * (1.0 - beta), grad.mean_old, grad.mean_new)
-
-
-class _Stepper:
-    """Applies gd or Adam to coordinates, keeping Adam's moments."""
-
-    def __init__(self, opt: Optimiser, coords: MixtureParams) -> None:
-        self.opt = opt
-        self.m = [np.zeros_like(c) for c in coords]
-        self.v = [np.zeros_like(c) for c in coords]
-        self.t = 0
-
-    def __call__(self, coords: MixtureParams, grad: MixtureParams) -> MixtureParams:
-        lrs = [np.asarray(lr, dtype=float) for lr in self.opt.learning_rates]
-        lrs = [lrs[0], *(lr[..., None] for lr in lrs[1:])]
-        if self.opt.kind == "gd":
-            return MixtureParams(*(c - lr * g for c, lr, g in zip(coords, lrs, grad, strict=True)))
-        self.t += 1
-        b1, b2, eps = self.opt.adam_beta1, self.opt.adam_beta2, self.opt.adam_eps
-        out = []
-        for i, (c, lr, g) in enumerate(zip(coords, lrs, grad, strict=True)):
-            self.m[i] = b1 * self.m[i] + (1 - b1) * g
-            self.v[i] = b2 * self.v[i] + (1 - b2) * g * g
-            m_hat = self.m[i] / (1 - b1**self.t)
-            v_hat = self.v[i] / (1 - b2**self.t)
-            out.append(c - lr * m_hat / (np.sqrt(v_hat) + eps))
-        return MixtureParams(*out)
 
 
 def sane(params: MixtureParams, coords: MixtureParams, problem: Problem, opt: Optimiser,
@@ -167,16 +156,10 @@ def _chunked_gradient(method: Method, problem: Problem, params: MixtureParams, s
                       {k: cat([o.diagnostics[k] for o in outs]) for k in outs[0].diagnostics})
 
 
-def _select(mask: Array, new: MixtureParams, old: MixtureParams) -> MixtureParams:
-    return MixtureParams(np.where(mask, new.weight_old, old.weight_old),
-                         np.where(mask[..., None], new.mean_old, old.mean_old),
-                         np.where(mask[..., None], new.mean_new, old.mean_new))
-
-
 def run(method: Method, problem: Problem, params0: MixtureParams, steps: int, stride: int,
         opt: Optimiser, rng: Streams | None = None, bounds: Bounds | None = None,
         progress: Callable[[int], None] | None = None, exact_metrics: bool = True
-        ) -> tuple[Recorder, Array]:
+        ) -> tuple[Recorder, NDArray[np.int64]]:
     """Train ``params0`` (``[C, S]``) for ``steps`` steps; record every ``stride`` steps.
 
     Returns the filled :class:`~forgetlab.trajectory.Recorder` and ``diverged_step [C, S]``
@@ -186,38 +169,35 @@ def run(method: Method, problem: Problem, params0: MixtureParams, steps: int, st
     bounds = bounds or Bounds()
     shape = params0.weight_old.shape
     params = MixtureParams(*(np.array(p, dtype=float) for p in params0))
-    coords = to_coordinates(params, opt.coordinate)
-    stepper = _Stepper(opt, coords)
     state = method.init_state(problem, params)
+    diag: dict[str, Array] = {}
     rec = Recorder(shape, problem.dim, steps, stride, exact_metrics)
     chunk = max(1, CACHE_ELEMENTS // (problem.batch_size * problem.dim))
     recorded = set(rec.steps.tolist())
     rec.record(problem.learner(params), problem.target)
-    active = np.ones(shape, dtype=bool)
-    diverged = np.full(shape, -1, dtype=int)
-    for t in range(steps):
-        with np.errstate(all="ignore"):
-            if opt.kind == "em":
-                new_params, state, diag = method.em_update(problem, params, state, t, rng)
-                new_coords = to_coordinates(new_params, opt.coordinate)
-            else:
-                out = _chunked_gradient(method, problem, params, state, t, rng, chunk)
-                state, diag = out.state, out.diagnostics
-                grad = coordinate_gradient(out.grad, params, opt.coordinate)
-                new_coords = stepper(coords, grad)
-                new_params = from_coordinates(new_coords, opt.coordinate, opt.weight_clip)
-        ok = sane(new_params, new_coords, problem, opt, bounds)
-        failed = active & ~ok
-        diverged[failed] = t + 1
-        active &= ok
-        params = _select(active, new_params, params)
-        coords = _select(active, new_coords, coords)
-        learner = problem.learner(params)
-        rec.observe(learner, problem.target, diag, active)
-        if t + 1 in recorded:
+
+    def direction(t: int, coords: Params, current: Params) -> Params:
+        nonlocal state, diag
+        params_t = MixtureParams(*current)
+        if opt.kind == "em":
+            new_params, state, diag = method.em_update(problem, params_t, state, t, rng)
+            return to_coordinates(new_params, opt.coordinate)
+        out = _chunked_gradient(method, problem, params_t, state, t, rng, chunk)
+        state, diag = out.state, out.diagnostics
+        return coordinate_gradient(out.grad, params_t, opt.coordinate)
+
+    def observe(t: int, current: Params, running: NDArray[np.bool_]) -> None:
+        learner = problem.learner(MixtureParams(*current))
+        rec.observe(learner, problem.target, diag, running)
+        if t in recorded:
             rec.record(learner, problem.target)
             if progress is not None:
-                progress(t + 1)
+                progress(t)
+
+    diverged = descend(
+        direction, to_coordinates(params, opt.coordinate), params, steps, opt.descent(),
+        lambda c: from_coordinates(MixtureParams(*c), opt.coordinate, opt.weight_clip),
+        lambda p, c: sane(MixtureParams(*p), MixtureParams(*c), problem, opt, bounds), observe)
     return rec, diverged
 
 
@@ -318,3 +298,77 @@ def simulate(config: SimulationConfig | Sequence[SimulationConfig],
         target_mean_new=problem.target.mean_new[:, :, None, :],
         cov=problem.cov[:, :, None], beta0=init.weight_old[:, 0], alpha=problem.alpha[:, 0],
         configs=configs)
+
+
+def _clip_logit(coords: Params) -> Params:
+    """eta clipped to +-700, so that beta = expit(eta) stays in (0, 1)."""
+    return (np.clip(coords[0], -700.0, 700.0), *coords[1:])
+
+
+def _never_stopped(shape: tuple[int, ...]) -> Callable[[Params, Params], NDArray[np.bool_]]:
+    return lambda params, coords: np.ones(shape, dtype=bool)
+
+
+def reverse_kl_flow(
+    learner: TwoModeMixture, target: TwoModeMixture, step_size: float, steps: int
+) -> TwoModeMixture:
+    """Exact population gradient descent on KL(q || p*): batch ``[steps+1, ...]`` (t on axis 0).
+
+    eta <- eta - s beta (1 - beta) dL/dbeta, m <- m - s Sigma grad_m L (gd on the logit weight
+    and Sigma-preconditioned means). Requires s <= 1 for the drift bound's recursion
+    (s beta <= 1, :mod:`forgetlab.theory.drift`).
+    """
+    s = float(as_finite(step_size, "step_size", low=0.0, high=1.0, open_low=True))
+    n = int(as_finite(steps, "steps", low=0.0))
+    learner.require_learner()
+    batch = np.broadcast_shapes(learner.batch_shape, target.batch_shape)
+    cov = np.broadcast_to(learner.cov, (*batch, learner.dim, learner.dim))
+    coords = (np.broadcast_to(logit(learner.weight_old), batch).copy(),
+              np.broadcast_to(learner.mean_old, (*batch, learner.dim)).copy(),
+              np.broadcast_to(learner.mean_new, (*batch, learner.dim)).copy())
+    path: list[Params] = [(expit(coords[0]), coords[1].copy(), coords[2].copy())]
+
+    def direction(t: int, c: Params, p: Params) -> Params:
+        params = MixtureParams(*p)
+        grad = coordinate_gradient(reverse_kl_gradient(TwoModeMixture(*params, cov), target),
+                                   params, "logit")
+        return (grad.weight_old, np.einsum("...ij,...j->...i", cov, grad.mean_old),
+                np.einsum("...ij,...j->...i", cov, grad.mean_new))
+
+    descend(direction, coords, path[0], n, Descent((s, s, s)),
+            lambda c: (expit(c[0]), c[1], c[2]), _never_stopped(batch),
+            lambda t, p, running: path.append(p), _clip_logit)
+    weight, mean_old, mean_new = (np.stack(x) for x in zip(*path, strict=True))
+    return TwoModeMixture(weight, mean_old, mean_new, cov)
+
+
+def weight_trajectory(
+    learner: TwoModeMixture,
+    steps: int,
+    step_size: float = 1.0,
+    method: Literal["gd", "em"] = "gd",
+    new_mean: ArrayLike | None = None,
+) -> Array:
+    """Exact population weight path beta_t, t = 0..steps, means held fixed: ``[steps+1, ...]``.
+
+    Forward KL on new data N(b, Sigma) (b = ``new_mean``, default m_n;
+    :mod:`forgetlab.theory.forward_kl`). gd: eta_{t+1} = eta_t + s (rho(beta_t) - beta_t) (descent
+    on -E_{p_new}[log q] in the logit); em: beta_{t+1} = rho(beta_t).
+    """
+    if method not in ("gd", "em"):
+        raise ValueError(f"method must be 'gd' or 'em', got {method!r}")
+    n = int(as_finite(steps, "steps", low=0.0))
+    s = float(as_finite(step_size, "step_size", low=0.0, open_low=True))
+    learner.require_learner()
+    coords = (np.broadcast_to(logit(learner.weight_old), learner.batch_shape).copy(),)
+    path = [expit(coords[0])]
+
+    def direction(t: int, c: Params, p: Params) -> Params:
+        beta = p[0]
+        r = rho(learner.with_params(beta, learner.mean_old, learner.mean_new), new_mean)
+        return (logit(r),) if method == "em" else (beta - r,)
+
+    descend(direction, coords, (path[0],), n, None if method == "em" else Descent((s,)),
+            lambda c: (expit(c[0]),), _never_stopped(learner.batch_shape),
+            lambda t, p, running: path.append(p[0]), _clip_logit)
+    return np.stack(path)

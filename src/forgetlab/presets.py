@@ -1,24 +1,21 @@
-"""Named simulation presets: one per method with sensible defaults, plus external runners.
+"""Named simulation presets: one per method with sensible defaults, plus the external ones.
 
 ``get(name, **overrides)`` returns a validated :class:`~forgetlab.simconfig.SimulationConfig`
 (overrides as in :meth:`SimulationConfig.with_updates`). Another module adds its own with
-:func:`register_preset` (a config dict) or, for a model that is not the equal-covariance
-mixture, :func:`register_external` (a runner that prints its own results; the
-``forgetlab simulate`` command calls it as ``run(seeds, steps, as_json, plot)``). Modules
-named in ``PLUGIN_MODULES`` and every method module are imported before presets are listed.
+:func:`register_preset` (a config dict). External presets are models other than the
+equal-covariance mixture: the Chen et al. toy's (:data:`forgetlab.chen2025.preset.PRESETS`),
+listed here by name and description; ``forgetlab simulate`` runs them. Every method module is
+imported before presets are listed.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from forgetlab.chen2025.preset import PRESETS as CHEN_PRESETS
 from forgetlab.methods import list_methods
 from forgetlab.simconfig import SimulationConfig, parse_config
-
-PLUGIN_MODULES = ("forgetlab.chen2025",)
 
 _POP: dict[str, Any] = {"regime": "population", "steps": 400, "stride": 10,
                         "learning_rate": 1.0}
@@ -37,15 +34,16 @@ class Preset:
 
 @dataclass(frozen=True)
 class ExternalPreset:
-    """A named runner for a model outside the mixture engine; it prints its own output."""
+    """A named preset of a model outside the mixture engine (``model``: its package)."""
 
     name: str
     description: str
-    run: Callable[[int | None, int | None, bool, str | None], None]
+    model: str
 
 
 _PRESETS: dict[str, Preset] = {}
-_EXTERNAL: dict[str, ExternalPreset] = {}
+_EXTERNAL: dict[str, ExternalPreset] = {
+    name: ExternalPreset(name, p.description, "chen2025") for name, p in CHEN_PRESETS.items()}
 
 
 def register_preset(name: str, description: str, data: dict[str, Any]) -> None:
@@ -55,23 +53,9 @@ def register_preset(name: str, description: str, data: dict[str, Any]) -> None:
     _PRESETS[name] = Preset(name, description, data)
 
 
-def register_external(name: str, description: str,
-                      run: Callable[[int | None, int | None, bool, str | None], None]) -> None:
-    """Add an external preset: ``run(seeds, steps, as_json, plot_file)`` prints its results."""
-    if name in _PRESETS or name in _EXTERNAL:
-        raise ValueError(f"preset '{name}' is already registered")
-    _EXTERNAL[name] = ExternalPreset(name, description, run)
-
-
-def _load_plugins() -> None:
-    list_methods()
-    for module in PLUGIN_MODULES:
-        importlib.import_module(module)
-
-
 def list_presets() -> dict[str, str]:
     """Preset name -> one-line description, sorted by name."""
-    _load_plugins()
+    list_methods()
     every = {**{k: p.description for k, p in _PRESETS.items()},
              **{k: p.description for k, p in _EXTERNAL.items()}}
     return dict(sorted(every.items()))
@@ -79,13 +63,12 @@ def list_presets() -> dict[str, str]:
 
 def external(name: str) -> ExternalPreset | None:
     """The external preset called ``name``, if there is one."""
-    _load_plugins()
     return _EXTERNAL.get(name)
 
 
 def get(name: str, **overrides: Any) -> SimulationConfig:
     """The preset's config with ``overrides`` applied; ValueError listing the names."""
-    _load_plugins()
+    list_methods()
     if name not in _PRESETS:
         kind = "an external preset (run it with forgetlab simulate)" if name in _EXTERNAL \
             else "unknown"

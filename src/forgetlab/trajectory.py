@@ -43,7 +43,7 @@ class Trajectory:
     mean_old: Array
     mean_new: Array
     metrics: dict[str, Array]
-    diverged_step: Array
+    diverged_step: NDArray[np.int64]
     target_mean_old: Array
     target_mean_new: Array
     cov: Array
@@ -128,7 +128,7 @@ class Recorder:
         self._next = 0
 
     def observe(self, learner: TwoModeMixture, target: TwoModeMixture,
-                diagnostics: dict[str, Array], active: Array) -> None:
+                diagnostics: dict[str, Array], active: NDArray[np.bool_]) -> None:
         """Update running extremes and interval counters after one step (active runs only)."""
         self._drift_sup = np.where(active, np.maximum(self._drift_sup, drift(learner, target)),
                                    self._drift_sup)

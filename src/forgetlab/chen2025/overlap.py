@@ -1,5 +1,8 @@
 """Chen et al.'s per-mode overlap accuracy on a grid, and the drop and gain read from it.
 
+(Not :func:`forgetlab.metrics.overlap_accuracy`, the closed form of the equal-covariance
+mixture: this one is a grid sum for learners with unequal variances.)
+
 acc_k = sum_g min(p_k(x_g), q_k(x_g)) / sum_g p_k(x_g) on an evenly spaced grid (the spacing
 cancels), with p_k the weighted target components 0.75 N(-3, 1) and 0.25 N(3.5, 0.7^2), q_k the
 weighted learner components pi1 N(mu1, s1^2) and (1 - pi1) N(mu2, s2^2); the single-mode learner
@@ -36,18 +39,9 @@ def target_components(grid: Array) -> tuple[Array, Array]:
     return p_old, p_new
 
 
-def learner_components(theta: Array, grid: Array) -> tuple[Array, Array]:
-    """The learner's (q_old, q_new) on ``grid [G]``, ``[..., G]`` each, for ``theta [..., P]``."""
-    if theta.shape[-1] == 5:
-        pi1, mu1, s1, mu2, s2 = (theta[..., k, None] for k in range(5))
-        return pi1 * _normal_pdf(grid, mu1, s1), (1.0 - pi1) * _normal_pdf(grid, mu2, s2)
-    q = _normal_pdf(grid, theta[..., 0, None], theta[..., 1, None])
-    return q, q
-
-
 def _component_into(out: Array, grid: Array, mu: Array, s: Array, weight: Array | None) -> Array:
-    """``weight N(grid; mu, s^2)`` into ``out [k, G]`` for ``mu, s, weight [k, 1]``: the same
-    operations, in the same order, as :func:`learner_components`, without temporaries."""
+    """``weight N(grid; mu, s^2)`` into ``out [k, G]`` for ``mu, s, weight [k, 1]``, without
+    temporaries."""
     with np.errstate(over="ignore"):  # a far-away component (a diverged run) is exactly 0
         np.subtract(grid, mu, out=out)
         out /= s
@@ -68,7 +62,8 @@ def _rule_sum(values: Array, trapezoid: bool) -> Array:
     return total
 
 
-def overlap_accuracy(theta: Array, grid: Array, trapezoid: bool = False) -> tuple[Array, Array]:
+def grid_overlap_accuracy(theta: Array, grid: Array, trapezoid: bool = False
+                          ) -> tuple[Array, Array]:
     """(acc_old, acc_new), each ``[...]``, for learner parameters ``theta [..., P]`` (P = 5 or 2).
 
     ``trapezoid=False`` sums the grid (the spacing cancels); ``True`` is the trapezoid rule of

@@ -1,11 +1,11 @@
-"""Training loop, summaries and presets for the Chen et al. (2025) toy.
+"""Runs of the Chen et al. (2025) toy: its presets trained, and Drop and Gain read from them.
 
 A run trains S independent seeds at once: parameters ``[S, P]``, standard normals ``[S, n]`` per
 step, one ``numpy.random.Generator`` per seed spawned from ``SeedSequence(seed)``, so seed s
 gives the same trajectory whatever the number of seeds.  Each step is projected gradient
-descent, theta <- clip(theta - lr * grad), with the old component's rate times 0.005.  A seed
-whose update is not finite is frozen at its last finite parameters and reported in
-``diverged_step``.
+descent, theta <- clip(theta - lr * grad), with the old component's rate times 0.005, run by the
+one loop of :mod:`forgetlab.optim`.  A seed whose update is not finite is stopped: frozen at
+its last finite parameters from then on, and reported in ``diverged_step``.
 
 The summary reads the seed-mean curves at the first step where the mean Gain >= 0.9 (the
 paper's reading point) and gives the standard error of Drop and Gain across seeds there.
@@ -13,7 +13,6 @@ paper's reading point) and gives the standard error of Drop and Gain across seed
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,9 @@ from numpy.typing import NDArray
 
 from forgetlab._validation import as_finite
 from forgetlab.chen2025 import exact, model
-from forgetlab.chen2025.overlap import grid_for, overlap_accuracy
+from forgetlab.chen2025.overlap import grid_for, grid_overlap_accuracy
+from forgetlab.chen2025.preset import DEFAULT_SEEDS, PRESETS, paper_settings
+from forgetlab.optim import Descent, Direction, Params, descend
 
 Array = NDArray[np.float64]
 Grad = Callable[[Array, Array], Array]
@@ -36,37 +37,8 @@ METHODS = ("forward_kl", "reverse_kl", "exact_reverse_kl")
 GAIN_THRESHOLD = 0.9
 NOISE_BLOCK = 8
 SEED_BLOCK = 32
-DEFAULT_SEEDS = 32
 
 
-
-@dataclass(frozen=True)
-class ChenPreset:
-    """The paper's settings for one preset: the variant, its iteration count, the (method,
-    learning rate) runs, and whether the published floors (1e-12, model docstring) are used."""
-
-    variant: str
-    steps: int
-    runs: tuple[tuple[str, float], ...]
-    floors: bool
-
-
-_TWO_RUNS = (("forward_kl", 0.15), ("forward_kl", 0.01), ("reverse_kl", 0.01))
-_SINGLE_RUNS = (("forward_kl", 0.05), ("reverse_kl", 0.005))
-#: ``chen2025-*`` reproduce the published arithmetic, floors included; ``-clean`` drop the floors.
-PRESETS: dict[str, ChenPreset] = {
-    "chen2025-two-mode": ChenPreset("two-mode", 200, _TWO_RUNS, True),
-    "chen2025-single-mode": ChenPreset("single-mode", 1000, _SINGLE_RUNS, True),
-    "chen2025-two-mode-clean": ChenPreset("two-mode", 200, _TWO_RUNS, False),
-    "chen2025-single-mode-clean": ChenPreset("single-mode", 1000, _SINGLE_RUNS, False),
-}
-_DEFAULT_LR = {
-    ("two-mode", "forward_kl"): 0.15,
-    ("two-mode", "reverse_kl"): 0.01,
-    ("two-mode", "exact_reverse_kl"): 0.01,
-    ("single-mode", "forward_kl"): 0.05,
-    ("single-mode", "reverse_kl"): 0.005,
-}
 #: (variant, method, floors) -> finite-batch gradient.  Single-mode forward KL never uses the
 #: floored density, so both entries are the same function.
 _FINITE_GRADS: dict[tuple[str, str, bool], Grad] = {
@@ -184,19 +156,29 @@ def _train_block(
     ``diverged [S]``."""
     theta = np.tile(init, (len(gens), 1))
     traj[:, 0] = theta
-    rates = model.learning_rates(lr, init.size)
-    t = 0
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for block in _noise_blocks(gens, traj.shape[1] - 1, samples):
-            for k in range(block.shape[1]):
-                new = model.project(theta - rates * grad(theta, block[:, k]))
-                bad = ~np.isfinite(new).all(axis=-1)
-                if bad.any():
-                    diverged[bad & (diverged < 0)] = t + 1
-                    new[bad] = theta[bad]
-                theta = new
-                t += 1
-                traj[:, t] = theta
+    blocks = _noise_blocks(gens, traj.shape[1] - 1, samples)
+    block = np.empty((len(gens), 0, samples))
+
+    def direction(t: int, coords: Params, params: Params) -> Params:
+        nonlocal block
+        if t % NOISE_BLOCK == 0:
+            block = next(blocks)
+        return (grad(params[0], block[:, t % NOISE_BLOCK]),)
+
+    def observe(t: int, params: Params, running: NDArray[np.bool_]) -> None:
+        traj[:, t] = params[0]
+
+    diverged[:] = _descend(direction, theta, traj.shape[1] - 1, lr, observe)
+
+
+def _descend(direction: Direction, theta: Array, steps: int, lr: float,
+             observe: Callable[[int, Params, NDArray[np.bool_]], None]) -> NDArray[np.int64]:
+    """Projected gradient descent theta <- project(theta - lr_k grad) from ``theta [S, P]``,
+    a seed stopped when its parameters stop being finite: ``diverged [S]``."""
+    return descend(direction, (theta,), (theta,), steps,
+                   Descent((model.learning_rates(lr, theta.shape[-1]),)), tuple,
+                   lambda p, c: np.asarray(np.isfinite(p[0]).all(axis=-1)), observe,
+                   lambda c: (model.project(c[0]),))
 
 
 def train(
@@ -239,16 +221,17 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _train_exact(init: Array, lr: float, steps: int) -> Array:
-    """Deterministic descent on the exact KL(q || p): ``[T+1, 5]``."""
-    theta = init[None].copy()
+def _train_exact(init: Array, lr: float, steps: int) -> tuple[Array, NDArray[np.int64]]:
+    """Deterministic descent on the exact KL(q || p): ``([T+1, 5], diverged [1])``."""
     traj = np.empty((steps + 1, init.size))
-    traj[0] = theta[0]
-    rates = model.learning_rates(lr, init.size)
-    for t in range(steps):
-        theta = model.project(theta - rates * exact.reverse_kl_grad_two_mode(theta))
-        traj[t + 1] = theta[0]
-    return traj
+    traj[0] = init
+
+    def observe(t: int, params: Params, running: NDArray[np.bool_]) -> None:
+        traj[t] = params[0][0]
+
+    diverged = _descend(lambda t, c, p: (exact.reverse_kl_grad_two_mode(p[0]),),
+                        init[None].copy(), steps, lr, observe)
+    return traj, diverged
 
 
 def _as_count(value: int, name: str, low: int) -> int:
@@ -273,10 +256,10 @@ def run_chen2025(
     ``variant``: "two-mode" or "single-mode"; ``method``: "forward_kl" (SFT on the new mode),
     "reverse_kl" (their RL estimator) or "exact_reverse_kl" (descent on the exact KL(q || p),
     two-mode only; deterministic, identical for every seed).  ``learning_rate`` and ``steps``
-    default to the paper's (two-mode: 0.15 forward, 0.01 reverse, 200 steps; single-mode: 0.05
-    forward, 0.005 reverse, 1000 steps).  ``seeds`` independent runs of ``samples`` draws per
-    step, generators spawned from ``SeedSequence(seed)``; ``workers`` threads share the seeds
-    and the overlap metric (same numbers for any value; default: the available cores).
+    default to the paper's (:func:`~forgetlab.chen2025.preset.paper_settings`).  ``seeds``
+    independent runs of ``samples`` draws per step, generators spawned from
+    ``SeedSequence(seed)``; ``workers`` threads share the seeds and the overlap metric (same
+    numbers for any value; default: the available cores).
     ``floors=True`` is the published arithmetic (the 1e-12 floors of
     :mod:`forgetlab.chen2025.model`, the trapezoid rule in the overlap metric); ``False`` drops
     the floors and sums the metric's grid (the ``-clean`` presets).  The exact reverse KL has no
@@ -291,11 +274,10 @@ def run_chen2025(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "exact_reverse_kl" and variant != "two-mode":
         raise ValueError("method 'exact_reverse_kl' is defined for variant 'two-mode' only")
-    lr = _DEFAULT_LR[variant, method] if learning_rate is None else learning_rate
+    paper_lr, paper_steps = paper_settings(variant, method)
+    lr = paper_lr if learning_rate is None else learning_rate
     lr = float(as_finite(lr, "learning_rate", low=0.0, open_low=True))
-    if steps is None:
-        steps = 200 if variant == "two-mode" else 1000
-    steps = _as_count(steps, "steps", 1)
+    steps = _as_count(paper_steps if steps is None else steps, "steps", 1)
     seeds = _as_count(seeds, "seeds", 1)
     seed = _as_count(seed, "seed", 0)
     samples = _as_count(samples, "samples", 1)
@@ -304,18 +286,18 @@ def run_chen2025(
     init = np.array(model.INIT_TWO_MODE if two else model.INIT_SINGLE_MODE)
     grid = grid_for(init.size)
     if method == "exact_reverse_kl":
-        traj = _train_exact(init, lr, steps)
-        acc = overlap_accuracy(traj, grid, trapezoid=floors)
+        traj, stopped = _train_exact(init, lr, steps)
+        acc = grid_overlap_accuracy(traj, grid, trapezoid=floors)
         params = np.broadcast_to(traj, (seeds, steps + 1, 5)).copy()
         acc_old, acc_new = (np.broadcast_to(a, (seeds, steps + 1)).copy() for a in acc)
-        diverged = np.full(seeds, -1, dtype=np.int64)
+        diverged = np.broadcast_to(stopped, seeds).copy()
     else:
         gens = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(seeds)]
         grad = _FINITE_GRADS[variant, method, floors]
 
         def work(group: NDArray[np.int64]) -> tuple[Array, NDArray[np.int64], Array, Array]:
             p, div = _train_serial(grad, init, lr, [gens[i] for i in group], steps, samples)
-            return (p, div, *overlap_accuracy(p, grid, trapezoid=floors))
+            return (p, div, *grid_overlap_accuracy(p, grid, trapezoid=floors))
 
         parts = _in_threads(work, seeds, workers)
         params, diverged, acc_old, acc_new = (
@@ -358,97 +340,3 @@ def run_preset(
         if progress is not None:
             progress(len(out))
     return out
-
-
-def report(preset: str, results: list[ChenResult]) -> dict[str, object]:
-    """The JSON object of ``forgetlab simulate --preset chen2025-... --json``."""
-    runs = []
-    for res in results:
-        s = res.summary()
-        runs.append(
-            {
-                "method": res.method,
-                "learning_rate": res.learning_rate,
-                "stop_step": s.stop_step,
-                "drop": s.drop,
-                "gain": s.gain,
-                "drop_se": s.drop_se,
-                "gain_se": s.gain_se,
-            }
-        )
-    seeds = results[0].params.shape[0] if results else 0
-    return {
-        "preset": preset,
-        "floors": PRESETS[preset].floors if preset in PRESETS else None,
-        "seeds": seeds,
-        "seed": results[0].seed if results else 0,
-        "runs": runs,
-    }
-
-
-def summary_table(preset: str, results: list[ChenResult]) -> str:
-    """A plain-text table: Drop and Gain (mean +- standard error over seeds) at Gain >= 0.9."""
-    seeds = results[0].params.shape[0] if results else 0
-    floors = bool(results) and results[0].floors
-    arithmetic = "published arithmetic, 1e-12 floors" if floors else "no floors"
-    lines = [
-        f"{preset}: drop and gain at the first step where the seed-mean gain >= "
-        f"{GAIN_THRESHOLD} ({seeds} seeds, mean +- s.e.; {arithmetic})",
-        f"{'method':<18}{'lr':>8}{'stop step':>11}{'drop':>20}{'gain':>20}",
-    ]
-    for res in results:
-        s = res.summary()
-        stop = "never" if s.stop_step is None else str(s.stop_step)
-        lines.append(
-            f"{res.method:<18}{res.learning_rate:>8g}{stop:>11}"
-            f"{f'{s.drop:.4f} +- {s.drop_se:.4f}':>20}{f'{s.gain:.4f} +- {s.gain_se:.4f}':>20}"
-        )
-        if s.diverged:
-            lines.append(f"  warning: {s.diverged} seed(s) diverged and were frozen")
-    return "\n".join(lines)
-
-
-def plot_trajectories(results: list[ChenResult], path: str) -> None:
-    """Seed-mean acc_old and acc_new against the step, one line per run, saved as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
-    for res in results:
-        label = f"{res.method} lr={res.learning_rate:g}"
-        steps = np.arange(res.acc_old.shape[1])
-        for ax, acc in zip(axes, (res.acc_old, res.acc_new), strict=True):
-            (line,) = ax.plot(steps, acc.mean(axis=0), label=label)
-            stop = res.summary().stop_step
-            if stop is not None:
-                ax.axvline(stop, color=line.get_color(), ls=":", lw=1)
-    axes[0].set_title("old mode: acc_old")
-    axes[1].set_title("new mode: acc_new")
-    for ax in axes:
-        ax.set_xlabel("iteration")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def chen2025_cli_summary(
-    preset: str,
-    seeds: int | None = None,
-    as_json: bool = False,
-    plot: str | None = None,
-    seed: int = 0,
-    steps: int | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> str:
-    """What ``forgetlab simulate --preset chen2025-...`` prints (JSON or table); writes the PNG
-    ``plot`` when given.  ``seeds`` defaults to DEFAULT_SEEDS, ``steps`` to the paper's."""
-    results = run_preset(preset, DEFAULT_SEEDS if seeds is None else seeds, seed, steps,
-                         progress=progress)
-    if plot is not None:
-        plot_trajectories(results, plot)
-    if as_json:
-        return json.dumps(report(preset, results))
-    return summary_table(preset, results)

@@ -10,6 +10,10 @@ the sweep plan's model (:mod:`forgetlab.sweep.resources`); past the available me
 time ceiling the command refuses (``--force`` lifts the time ceiling). A diverged run is
 stopped at its last sane values: the table never shows those values plainly (``diverged`` or
 a ``*``), a summary line goes to standard error, and ``--fail-on-diverged`` makes it exit 1.
+
+The Chen et al. presets (``chen2025-*``, :mod:`forgetlab.chen2025`) print their own table: Drop
+and Gain at the reading point per (method, learning rate), or that as JSON; ``--plot`` saves
+their seed-mean overlap curves.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -24,6 +29,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from forgetlab import presets
+from forgetlab.chen2025 import DEFAULT_SEEDS as CHEN_DEFAULT_SEEDS
+from forgetlab.chen2025 import PRESETS as CHEN_PRESETS
+from forgetlab.chen2025 import ChenResult, run_preset
+from forgetlab.chen2025.run import GAIN_THRESHOLD
 from forgetlab.cli._common import check_output_file, report_diverged
 from forgetlab.dynamics import simulate as run_simulation
 from forgetlab.simconfig import SimulationConfig, load_config
@@ -59,11 +68,11 @@ def _check_external(seeds: int | None, steps: int | None, force: bool) -> None:
                          "anyway, or fewer seeds or steps")
 
 
-def _progress_bar(total: int, enabled: bool) -> Any:
+def _progress_bar(total: int, enabled: bool, unit: str = "steps") -> Any:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.completed}/"
-                    "{task.total} steps"), TimeRemainingColumn(), disable=not enabled,
+                    f"{{task.total}} {unit}"), TimeRemainingColumn(), disable=not enabled,
                     transient=True)
 
 
@@ -104,6 +113,91 @@ def _plot(traj: Trajectory, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def chen2025_json(preset: str, results: list[ChenResult]) -> dict[str, Any]:
+    """The JSON object of ``forgetlab simulate --preset chen2025-... --json``."""
+    runs = []
+    for res in results:
+        s = res.summary()
+        runs.append({"method": res.method, "learning_rate": res.learning_rate,
+                     "stop_step": s.stop_step, "drop": s.drop, "gain": s.gain,
+                     "drop_se": s.drop_se, "gain_se": s.gain_se})
+    return {"preset": preset, "floors": CHEN_PRESETS[preset].floors,
+            "seeds": results[0].params.shape[0] if results else 0,
+            "seed": results[0].seed if results else 0, "runs": runs}
+
+
+def chen2025_table(preset: str, results: list[ChenResult]) -> str:
+    """A plain-text table: Drop and Gain (mean +- standard error over seeds) at Gain >= 0.9."""
+    seeds = results[0].params.shape[0] if results else 0
+    floors = bool(results) and results[0].floors
+    arithmetic = "published arithmetic, 1e-12 floors" if floors else "no floors"
+    lines = [
+        f"{preset}: drop and gain at the first step where the seed-mean gain >= "
+        f"{GAIN_THRESHOLD} ({seeds} seeds, mean +- s.e.; {arithmetic})",
+        f"{'method':<18}{'lr':>8}{'stop step':>11}{'drop':>20}{'gain':>20}",
+    ]
+    for res in results:
+        s = res.summary()
+        stop = "never" if s.stop_step is None else str(s.stop_step)
+        lines.append(
+            f"{res.method:<18}{res.learning_rate:>8g}{stop:>11}"
+            f"{f'{s.drop:.4f} +- {s.drop_se:.4f}':>20}{f'{s.gain:.4f} +- {s.gain_se:.4f}':>20}"
+        )
+        if s.diverged:
+            lines.append(f"  warning: {s.diverged} seed(s) diverged and were frozen")
+    return "\n".join(lines)
+
+
+def _chen2025_plot(results: list[ChenResult], path: str) -> None:
+    """Seed-mean acc_old and acc_new against the step, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    for res in results:
+        label = f"{res.method} lr={res.learning_rate:g}"
+        steps = np.arange(res.acc_old.shape[1])
+        for ax, acc in zip(axes, (res.acc_old, res.acc_new), strict=True):
+            (line,) = ax.plot(steps, acc.mean(axis=0), label=label)
+            stop = res.summary().stop_step
+            if stop is not None:
+                ax.axvline(stop, color=line.get_color(), ls=":", lw=1)
+    axes[0].set_title("old mode: acc_old")
+    axes[1].set_title("new mode: acc_new")
+    for ax in axes:
+        ax.set_xlabel("iteration")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def chen2025_output(preset: str, seeds: int | None = None, as_json: bool = False,
+                    plot: str | None = None, seed: int = 0, steps: int | None = None,
+                    progress: Callable[[int], None] | None = None) -> str:
+    """What ``forgetlab simulate --preset chen2025-...`` prints (JSON or table); writes the PNG
+    ``plot`` of acc_old and acc_new when given. ``seeds`` defaults to
+    :data:`~forgetlab.chen2025.preset.DEFAULT_SEEDS`, ``steps`` to the paper's."""
+    results = run_preset(preset, CHEN_DEFAULT_SEEDS if seeds is None else seeds, seed, steps,
+                         progress=progress)
+    if plot is not None:
+        _chen2025_plot(results, plot)
+    if as_json:
+        return json.dumps(chen2025_json(preset, results))
+    return chen2025_table(preset, results)
+
+
+def _run_external(name: str, seeds: int | None, steps: int | None, as_json: bool,
+                  plot: str | None) -> None:
+    with _progress_bar(len(CHEN_PRESETS[name].runs), not as_json, "runs") as bar:
+        task = bar.add_task(name, total=len(CHEN_PRESETS[name].runs))
+        text = chen2025_output(name, seeds, as_json, plot, steps=steps,
+                               progress=lambda k: bar.update(task, completed=k))
+    click.echo(text)
 
 
 def diverged_seeds(traj: Trajectory) -> NDArray[np.int_]:
@@ -177,7 +271,7 @@ def simulate(config_file: str | None, preset: str | None, seeds: int | None, ste
         check_output_file(plot, "--plot")
     if preset is not None and (ext := presets.external(preset)) is not None:
         _check_external(seeds, steps, force)
-        ext.run(seeds, steps, as_json, plot)
+        _run_external(ext.name, seeds, steps, as_json, plot)
         return
     config = load_config(config_file) if config_file else presets.get(preset or "")
     overrides = {k: v for k, v in (("seeds", seeds), ("steps", steps)) if v is not None}

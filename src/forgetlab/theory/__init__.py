@@ -9,7 +9,7 @@
   weights and starvation.
 """
 
-from forgetlab.theory.drift import DriftBound, drift_bound, reverse_kl_flow
+from forgetlab.theory.drift import DriftBound, drift_bound
 from forgetlab.theory.forward_kl import (
     asymptotic_weight,
     decay_constants,
@@ -18,7 +18,6 @@ from forgetlab.theory.forward_kl import (
     rho,
     separated_weight,
     weight_gradient,
-    weight_trajectory,
 )
 from forgetlab.theory.geometry import LocalGeometry, local_geometry, separated_fisher
 from forgetlab.theory.replay import (
@@ -40,7 +39,7 @@ __all__ = [
     "DriftBound", "LocalGeometry", "asymptotic_weight", "current_model_scale", "decay_constants",
     "drift_bound", "em_map", "frozen_model_optimum", "importance_second_moment",
     "importance_weight_bound", "local_geometry", "old_data_optimum", "optimum_gradient",
-    "regime_thresholds", "reverse_kl_flow", "reverse_kl_optimum", "rho", "separated_fisher",
+    "regime_thresholds", "reverse_kl_optimum", "rho", "separated_fisher",
     "separated_weight", "separated_weight_gradient", "starvation_bound",
-    "starvation_probability", "weight_gradient", "weight_trajectory",
+    "starvation_probability", "weight_gradient",
 ]

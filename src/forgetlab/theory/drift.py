@@ -20,9 +20,9 @@ gives the factor e^{k_t/2}; it equals 1 while the old mean has not moved toward 
 When the learner's new mean passes close to the old mode, Delta_min is small and the bound is
 set by the learner's own overlap along the path.
 
-:func:`reverse_kl_flow` produces the trajectory the bound speaks about: exact population
-gradient descent on L_R, logit weight (eta <- eta - s beta (1 - beta) dL/dbeta) and
-Sigma-preconditioned means (m <- m - s Sigma grad_m L).
+:func:`forgetlab.dynamics.reverse_kl_flow` produces the trajectory the bound speaks about:
+exact population gradient descent on L_R, logit weight (eta <- eta - s beta (1 - beta) dL/dbeta)
+and Sigma-preconditioned means (m <- m - s Sigma grad_m L).
 """
 
 from __future__ import annotations
@@ -31,11 +31,9 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import expit, logit
 
-from forgetlab._validation import as_finite
 from forgetlab.mixture import TwoModeMixture
-from forgetlab.population import reverse_kl_gradient, soft_misassignments
+from forgetlab.population import soft_misassignments
 
 Array = NDArray[np.float64]
 
@@ -77,31 +75,3 @@ def drift_bound(trajectory: TwoModeMixture, target: TwoModeMixture) -> DriftBoun
     closed = d_max * np.exp(-d_min**2 / 8.0) * root_max
     return DriftBound(exact, np.max(lemma, axis=0), closed, d_min, d_max)
 
-
-def reverse_kl_flow(
-    learner: TwoModeMixture, target: TwoModeMixture, step_size: float, steps: int
-) -> TwoModeMixture:
-    """Exact population gradient descent on KL(q || p*): batch ``[steps+1, ...]`` (t on axis 0).
-
-    eta <- eta - s beta (1 - beta) dL/dbeta, m <- m - s Sigma grad_m L. Requires
-    s <= 1 for the drift bound's recursion (s beta <= 1); eta is clipped to +-700.
-    """
-    s = float(as_finite(step_size, "step_size", low=0.0, high=1.0, open_low=True))
-    n = int(as_finite(steps, "steps", low=0.0))
-    learner.require_learner()
-    batch = np.broadcast_shapes(learner.batch_shape, target.batch_shape)
-    cov = np.broadcast_to(learner.cov, (*batch, learner.dim, learner.dim))
-    eta = np.broadcast_to(logit(learner.weight_old), batch).copy()
-    m_o = np.broadcast_to(learner.mean_old, (*batch, learner.dim)).copy()
-    m_n = np.broadcast_to(learner.mean_new, (*batch, learner.dim)).copy()
-    path_eta, path_mo, path_mn = [eta.copy()], [m_o.copy()], [m_n.copy()]
-    for _ in range(n):
-        beta = expit(eta)
-        grad = reverse_kl_gradient(TwoModeMixture(beta, m_o, m_n, cov), target)
-        eta = np.clip(eta - s * beta * (1.0 - beta) * grad.weight_old, -700.0, 700.0)
-        m_o = m_o - s * np.einsum("...ij,...j->...i", cov, grad.mean_old)
-        m_n = m_n - s * np.einsum("...ij,...j->...i", cov, grad.mean_new)
-        path_eta.append(eta.copy())
-        path_mo.append(m_o.copy())
-        path_mn.append(m_n.copy())
-    return TwoModeMixture(expit(np.stack(path_eta)), np.stack(path_mo), np.stack(path_mn), cov)

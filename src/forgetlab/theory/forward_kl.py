@@ -71,38 +71,6 @@ def em_map(learner: TwoModeMixture, new_mean: ArrayLike | None = None) -> Array:
     return rho(learner, new_mean)
 
 
-def weight_trajectory(
-    learner: TwoModeMixture,
-    steps: int,
-    step_size: float = 1.0,
-    method: Literal["gd", "em"] = "gd",
-    new_mean: ArrayLike | None = None,
-) -> Array:
-    """Exact population weight path beta_t, t = 0..steps, means held fixed: ``[steps+1, ...]``.
-
-    gd: eta_{t+1} = eta_t + s (rho(beta_t) - beta_t) (logit gradient ascent on E_{p_new}[log q]);
-    em: beta_{t+1} = rho(beta_t). The weight stays in (0, 1) (eta is clipped to +-700).
-    """
-    if method not in ("gd", "em"):
-        raise ValueError(f"method must be 'gd' or 'em', got {method!r}")
-    n = int(as_finite(steps, "steps", low=0.0))
-    s = float(as_finite(step_size, "step_size", low=0.0, open_low=True))
-    learner.require_learner()
-    mean = _new_mean(learner, new_mean)
-    out = np.empty((n + 1, *learner.batch_shape))
-    eta = logit(learner.weight_old)
-    for t in range(n + 1):
-        beta = expit(eta)
-        out[t] = beta
-        if t == n:
-            break
-        current = learner.with_params(beta, learner.mean_old, learner.mean_new)
-        r = expected_responsibility(current, mean)
-        eta = logit(r) if method == "em" else eta + s * (r - beta)
-        eta = np.clip(eta, -700.0, 700.0)
-    return out
-
-
 def decay_constants(separation: ArrayLike) -> tuple[Array, Array]:
     """(log c1, log c2): c1 = chi^2 = e^{Delta^2} - 1, c2 = (e^{Delta^2} - 1)^2 (e^{Delta^2} + 2).
 

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from forgetlab.config import MixtureConfig
+from forgetlab.dynamics import reverse_kl_flow, weight_trajectory
 from forgetlab.gaussian import bhattacharyya_coefficient, hellinger_squared, mahalanobis
 from forgetlab.mixture import TwoModeMixture
 from forgetlab.population import (
@@ -102,8 +103,8 @@ def theory_summary(config: MixtureConfig,
     r0 = forward_kl.rho(at_b)
     grid = TwoModeMixture(np.geomspace(1e-6, 1 - 1e-6, 60), a, b, cov)
     below = bool(np.all(forward_kl.rho(grid) < grid.weight_old))
-    gd = forward_kl.weight_trajectory(at_b, steps, s, "gd")[-1]
-    em = forward_kl.weight_trajectory(at_b, steps, 1.0, "em")[-1]
+    gd = weight_trajectory(at_b, steps, s, "gd")[-1]
+    em = weight_trajectory(at_b, steps, 1.0, "em")[-1]
     thr_transient, thr_asymptotic = forward_kl.regime_thresholds(delta)
     put("C2", "rho_beta0", r0, "rho(beta0) = E_{p_new}[r_o], learner (beta0, a, b)")
     put("C2", "weight_gradient_raw", forward_kl.weight_gradient(at_b),
@@ -143,7 +144,7 @@ def theory_summary(config: MixtureConfig,
 
     # -- C4 -----------------------------------------------------------------------------------
     flow_step = min(s, 1.0)
-    path = drift.reverse_kl_flow(q0, p, flow_step, steps)
+    path = reverse_kl_flow(q0, p, flow_step, steps)
     drifts = mahalanobis(path.mean_old, a, cov)
     bound = drift.drift_bound(path, p)
     put("C4", "flow_step_size", flow_step, "s used for the flow (min(step_size, 1))")
