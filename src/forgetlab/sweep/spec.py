@@ -13,7 +13,7 @@ A sweep file (TOML) holds::
 
     [axes]                            # each key is a dotted configuration field
     "method" = ["sft", "replay-rl"]                                    # a grid list
-    "problem.separation" = { start = 1.0, stop = 6.0, num = 6 }        # linspace (log = true: geomspace)
+    "problem.separation" = { start = 1.0, stop = 6.0, num = 6 }        # linspace (or geomspace)
     "knobs.replay_fraction" = { start = 0.1, stop = 0.7, step = 0.2 }  # start + k step <= stop
     "learning_rate" = { random = "loguniform", low = 1e-3, high = 0.1, num = 4, seed = 7 }
 
