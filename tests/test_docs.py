@@ -299,5 +299,5 @@ def test_number_comparison_can_fail() -> None:
     assert _comment_numbers("print(x)  # 0.034 < 0.5") == ["0.034"]
     with pytest.raises(click.NoSuchOption):
         dry_parse("forgetlab theory --dimension 3")
-    with pytest.raises(AssertionError):
+    with pytest.raises(click.UsageError):
         dry_parse("forgetlab nosuchcommand")
