@@ -165,16 +165,22 @@ def parse_continual(data: dict[str, Any]) -> ContinualConfig:
         raise ValueError(f"config field {loc!r}: {msg}" if loc else f"config: {msg}") from None
 
 
-def load_continual(path: str | Path) -> ContinualConfig:
-    """A :class:`ContinualConfig` from TOML (stages as ``[[stages]]`` tables)."""
+def read_config_toml(path: str | Path) -> dict[str, Any]:
+    """The table of a TOML config file; ValueError naming the file when it cannot be read
+    (missing, not UTF-8) or is not valid TOML."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ValueError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"config file {str(path)!r} cannot be read: "
+                         f"{getattr(err, 'strerror', None) or err}") from None
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"config file {str(path)!r} is not valid TOML: {err}") from None
-    return parse_continual(data)
+
+
+def load_continual(path: str | Path) -> ContinualConfig:
+    """A :class:`ContinualConfig` from TOML (stages as ``[[stages]]`` tables)."""
+    return parse_continual(read_config_toml(path))
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -253,7 +259,8 @@ def _population_stage(stage: StageConfig, index: int, learner: KModeMixture, mea
             elif stage.method == "reverse_kl":
                 g_eta, g_mu = kp.reverse_kl_gradient(q, target)
             else:
-                teacher = _teacher(ema_eta, ema_mu, index, means, stage, cov)
+                teacher = KModeMixture.from_logits(
+                    ema_eta, _teacher_means(ema_mu, index, means[index], stage.lam_demo), cov)
                 g_eta, g_mu = kp.reverse_kl_gradient(q, teacher)
             eta, mu = eta - stage.learning_rate * g_eta, mu - stage.learning_rate * g_mu
             eta = eta - eta.max()
@@ -264,11 +271,12 @@ def _population_stage(stage: StageConfig, index: int, learner: KModeMixture, mea
     return KModeMixture.from_logits(eta, mu, cov)
 
 
-def _teacher(ema_eta: Array, ema_mu: Array, index: int, means: Array, stage: StageConfig,
-             cov: Array) -> KModeMixture:
+def _teacher_means(ema_mu: Array, index: int, demo: Array, lam_demo: float) -> Array:
+    """SDFT teacher means ``[..., K, d]``: the EMA means with mode ``index`` pulled to the
+    demonstration, m_i^T = (1 - lam_demo) EMA(m_i) + lam_demo a_i."""
     mu = ema_mu.copy()
-    mu[index] = (1.0 - stage.lam_demo) * mu[index] + stage.lam_demo * means[index]
-    return KModeMixture.from_logits(ema_eta, mu, cov)
+    mu[..., index, :] = (1.0 - lam_demo) * mu[..., index, :] + lam_demo * demo
+    return mu
 
 
 def _batch_scores(eta: Array, mu: Array, chol_inv: Array, x: Array
@@ -323,10 +331,9 @@ def _finite_stage(stage: StageConfig, index: int, eta: Array, mu: Array, means: 
                 log_p = _batch_log_prob(np.where(ref_eta < -600, -np.inf, ref_eta),
                                         np.broadcast_to(target.means, mu.shape), chol_inv, x)
             else:
-                t_mu = ema_mu.copy()
-                t_mu[:, index] = (1 - stage.lam_demo) * t_mu[:, index] + stage.lam_demo * \
-                    means[index]
-                log_p = _batch_log_prob(ema_eta, t_mu, chol_inv, x)
+                log_p = _batch_log_prob(
+                    ema_eta, _teacher_means(ema_mu, index, means[index], stage.lam_demo),
+                    chol_inv, x)
             f = log_q - log_p
             c = f - f.mean(axis=1, keepdims=True)
             g_eta = np.einsum("sb,sbk->sk", c, s_eta) / batch

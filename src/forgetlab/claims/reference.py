@@ -33,7 +33,6 @@ from scipy.special import expit, logit, logsumexp
 Array = NDArray[np.float64]
 WIDTH = 10.0
 SPACING = {1: 0.04, 2: 0.06}  # grid spacing in standard deviations, by dimension
-POINTS: int | None = None
 
 
 @dataclass(frozen=True)
@@ -73,20 +72,16 @@ def _log_phi(x: Array, mean: Array, cov: Array) -> Array:
     return -0.5 * (quad + logdet + cov.shape[0] * np.log(2.0 * np.pi))
 
 
-def _grid(centers: Array, cov: Array, points: int | None,
-          spacing: float | None = None) -> tuple[Array, list[Array]]:
-    """Tensor grid ``[K, G, d]`` covering every center +- WIDTH sd, and its axes ``[K, n]``.
-
-    ``points=None``: nodes every ``spacing`` (default SPACING[d]) standard deviations (at least
-    101, odd).
-    """
+def _grid(centers: Array, cov: Array, spacing: float | None = None
+          ) -> tuple[Array, list[Array]]:
+    """Tensor grid ``[K, G, d]`` covering every center +- WIDTH sd, and its axes ``[K, n]``:
+    nodes every ``spacing`` (default SPACING[d]) standard deviations, at least 101, odd."""
     sd = np.sqrt(np.diag(cov))
     lo = centers.min(axis=1) - WIDTH * sd  # [K, d]
     hi = centers.max(axis=1) + WIDTH * sd
-    if points is None:
-        span = float(np.max((hi - lo) / sd))
-        h = spacing if spacing is not None else SPACING[cov.shape[0]]
-        points = max(101, 2 * int(np.ceil(span / h / 2)) + 1)
+    span = float(np.max((hi - lo) / sd))
+    h = spacing if spacing is not None else SPACING[cov.shape[0]]
+    points = max(101, 2 * int(np.ceil(span / h / 2)) + 1)
     axes = [np.linspace(lo[:, i], hi[:, i], points, axis=-1) for i in range(cov.shape[0])]
     if len(axes) == 1:
         return axes[0][..., None], axes
@@ -159,64 +154,60 @@ def _data_density(weights: Array, means: Array, cov: Array, x: Array) -> Array:
     return np.sum(parts, axis=0)
 
 
-def data_gradient(q: Mix, weights: ArrayLike, means: ArrayLike, points: int | None = POINTS,
+def data_gradient(q: Mix, weights: ArrayLike, means: ArrayLike,
                   spacing: float | None = None) -> tuple[Array, Array]:
     """Cross entropy -E_D[log q] ``[K]`` and its gradient ``[K, 1 + 2d]`` for the data
     D = sum_c w_c N(mu_c, Sigma) (any number of components)."""
     w = np.asarray(weights, float)
     mu = np.asarray(means, float)
-    x, axes = _grid(np.concatenate([_centers(q.m_o, q.m_n), mu], axis=1), q.cov, points,
-                    spacing)
+    x, axes = _grid(np.concatenate([_centers(q.m_o, q.m_n), mu], axis=1), q.cov, spacing)
     dens = _data_density(w, mu, q.cov, x)
     log_q, _, score, _ = _parts(q, x)
     return -_integrate(dens * log_q, axes), -_integrate(dens[..., None] * score, axes)
 
 
-def forward_kl_gradient(q: Mix, w: ArrayLike, a: ArrayLike, b: ArrayLike,
-                        points: int | None = POINTS) -> Array:
+def forward_kl_gradient(q: Mix, w: ArrayLike, a: ArrayLike, b: ArrayLike) -> Array:
     """-E_D[grad log q], D = w N(a) + (1 - w) N(b): ``[K, 1 + 2d]`` (beta, m_o, m_n)."""
     a_, b_ = (np.broadcast_to(np.asarray(v, float), q.m_o.shape) for v in (a, b))
     w_ = np.broadcast_to(np.asarray(w, float), q.beta.shape)
-    return data_gradient(q, np.stack([w_, 1.0 - w_], -1), np.stack([a_, b_], 1), points)[1]
+    return data_gradient(q, np.stack([w_, 1.0 - w_], -1), np.stack([a_, b_], 1))[1]
 
 
-def reverse_kl_gradient(q: Mix, alpha: ArrayLike, a: ArrayLike, b: ArrayLike,
-                        points: int | None = POINTS) -> Array:
+def reverse_kl_gradient(q: Mix, alpha: ArrayLike, a: ArrayLike, b: ArrayLike) -> Array:
     """E_q[(log q - log p) grad log q], p = alpha N(a) + (1 - alpha) N(b): ``[K, 1 + 2d]``."""
-    axes, log_q, score, log_p, _ = _against_target(q, alpha, a, b, points)
+    axes, log_q, score, log_p, _ = _against_target(q, alpha, a, b)
     return _integrate((np.exp(log_q) * (log_q - log_p))[..., None] * score, axes)
 
 
-def _against_target(q: Mix, alpha: ArrayLike, a: ArrayLike, b: ArrayLike, points: int | None
+def _against_target(q: Mix, alpha: ArrayLike, a: ArrayLike, b: ArrayLike
                     ) -> tuple[list[Array], Array, Array, Array, Array]:
     """On a grid covering q and p = alpha N(a) + (1 - alpha) N(b): its axes, log q, the scores
     of q, log p and log(alpha N(x; a, Sigma))."""
     a_, b_ = (np.broadcast_to(np.asarray(v, float), q.m_o.shape) for v in (a, b))
     al = np.broadcast_to(np.asarray(alpha, float), q.beta.shape)
-    x, axes = _grid(_centers(q.m_o, q.m_n, a_, b_), q.cov, points)
+    x, axes = _grid(_centers(q.m_o, q.m_n, a_, b_), q.cov)
     log_q, _, score, _ = _parts(q, x)
     log_p, log_p_old = _log_mix(al, a_, b_, q.cov, x)
     return axes, log_q, score, log_p, log_p_old
 
 
-def responsibility(q: Mix, mean: ArrayLike, points: int | None = POINTS) -> Array:
+def responsibility(q: Mix, mean: ArrayLike) -> Array:
     """E_{x ~ N(mean, Sigma)}[r_o(x)]: ``[K]``."""
     mu = np.broadcast_to(np.asarray(mean, float), q.m_o.shape)
-    x, axes = _grid(_centers(q.m_o, q.m_n, mu), q.cov, points)
+    x, axes = _grid(_centers(q.m_o, q.m_n, mu), q.cov)
     _, r_o, _, _ = _parts(q, x)
     return _integrate(np.exp(_log_phi(x, mu, q.cov)) * r_o, axes)
 
 
-def target_mass(q: Mix, alpha: ArrayLike, a: ArrayLike, b: ArrayLike,
-                points: int | None = POINTS) -> Array:
+def target_mass(q: Mix, alpha: ArrayLike, a: ArrayLike, b: ArrayLike) -> Array:
     """Label-free retention E_q[pi_o*(x)], pi_o* the target's old responsibility: ``[K]``."""
-    axes, log_q, _, log_p, log_p_old = _against_target(q, alpha, a, b, points)
+    axes, log_q, _, log_p, log_p_old = _against_target(q, alpha, a, b)
     return _integrate(np.exp(log_q) * np.exp(log_p_old - log_p), axes)
 
 
-def fisher(q: Mix, points: int | None = POINTS) -> Array:
+def fisher(q: Mix) -> Array:
     """E_q[score score^T] in (beta, m_o, m_n): ``[K, 1 + 2d, 1 + 2d]``."""
-    x, axes = _grid(_centers(q.m_o, q.m_n), q.cov, points)
+    x, axes = _grid(_centers(q.m_o, q.m_n), q.cov)
     log_q, _, score, _ = _parts(q, x)
     outer = score[..., :, None] * score[..., None, :]
     return _integrate(np.exp(log_q)[..., None, None] * outer, axes)

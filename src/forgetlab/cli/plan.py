@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
-from pathlib import Path
 from typing import Any
 
 import click
 
-from forgetlab.continual import parse_continual
+from forgetlab.continual import parse_continual, read_config_toml
 from forgetlab.planner import (
     PLAN_METHODS,
     Plan,
@@ -24,7 +22,7 @@ from forgetlab.planner import (
     plan_oapl,
     plan_two_mode,
 )
-from forgetlab.simconfig import load_config
+from forgetlab.simconfig import parse_config
 
 
 def _number(text: str, name: str) -> float:
@@ -35,16 +33,6 @@ def _number(text: str, name: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {text!r}")
     return value
-
-
-def _is_chain(path: str) -> bool:
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ValueError(f"config file {path!r} cannot be read: {err.strerror}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"config file {path!r} is not valid TOML: {err}") from None
-    return "stages" in data
 
 
 def _fmt(value: Any) -> str:
@@ -104,11 +92,11 @@ def plan(method: str, keep: str, separation: str | None, config_file: str | None
     tol_v = _number(new_tolerance, "--new-tolerance")
     if separation is not None and config_file is not None:
         raise ValueError("give at most one of --separation D and --config FILE")
-    if config_file is not None and _is_chain(config_file):
+    data = None if config_file is None else read_config_toml(config_file)
+    if data is not None and "stages" in data:
         if method != "sft-replay":
             raise ValueError(f"--method for a K-stage config must be sft-replay, got {method!r}")
-        result = plan_chain(parse_continual(tomllib.loads(Path(config_file).read_text())),
-                            keep_v, drift_v, seeds)
+        result = plan_chain(parse_continual(data), keep_v, drift_v, seeds)
     elif method == "oapl":
         if config_file is not None:
             raise ValueError("--method oapl plans on the built-in linear-reward run: use "
@@ -119,8 +107,8 @@ def plan(method: str, keep: str, separation: str | None, config_file: str | None
         if method not in PLAN_METHODS:
             raise ValueError(f"--method must be one of {', '.join([*PLAN_METHODS, 'oapl'])}, "
                              f"got {method!r}")
-        if config_file is not None:
-            base = load_config(config_file)
+        if data is not None:
+            base = parse_config(data)
         else:
             sep = 4.0 if separation is None else _number(separation, "--separation")
             if not 0.0 < sep <= 40.0:

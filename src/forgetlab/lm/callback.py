@@ -29,9 +29,10 @@ from transformers import TrainerCallback
 from forgetlab.lm.hf import (
     HFLogits,
     Prompt,
+    check_split_options,
     context_length,
     prepare_prompts,
-    split_models,
+    split_in_eval_mode,
     text_classifier,
 )
 
@@ -128,12 +129,9 @@ class ForgettingCallback(TrainerCallback):
         chat_template: bool = False, batch_size: int = 64, target_se: float | None = None,
         max_samples: int | None = None, prefix: str = "forgetting/", cache_mb: float = 512.0,
     ) -> None:
-        if (marker is None) == (classifier is None):
-            raise ValueError("give exactly one of marker and classifier")
+        check_split_options(marker, classifier, n_samples, target_se)
         if every_n_steps is not None and every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1 or None, got {every_n_steps}")
-        if n_samples < 2:
-            raise ValueError(f"n_samples must be >= 2, got {n_samples}")
         if not prompts:
             raise ValueError("prompts: give at least one prompt")
         self.tokenizer, self.prompts = tokenizer, list(prompts)
@@ -179,18 +177,11 @@ class ForgettingCallback(TrainerCallback):
         if self.base_fn is None:
             self.setup(model)
         assert self.base_fn is not None
-        modes = [(m, m.training) for m in (model, self.base_model)]
-        for m, _ in modes:
-            m.eval()  # no dropout while measuring
-        try:
-            split = split_models(
-                self.base_fn, HFLogits(model, self.batch_size), self.tokenizer, self._prep,
-                classify=self.classify, max_new_tokens=self.max_new_tokens,
-                n_samples=self.n_samples, gen=torch.Generator().manual_seed(self.seed),
-                target_se=self.target_se, max_samples=self.max_samples)
-        finally:
-            for m, training in modes:
-                m.train(training)
+        split = split_in_eval_mode(
+            (model, self.base_model), self.base_fn, HFLogits(model, self.batch_size),
+            self.tokenizer, self._prep, classify=self.classify,
+            max_new_tokens=self.max_new_tokens, n_samples=self.n_samples, seed=self.seed,
+            target_se=self.target_se, max_samples=self.max_samples)
         s = split.summary()
         out = {}
         for k in LOGGED:

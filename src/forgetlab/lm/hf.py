@@ -400,6 +400,34 @@ def ess_warning(split: Split) -> str | None:
             "and standard error are unreliable; raise --samples or set --target-se")
 
 
+def check_split_options(marker: str | None, classifier: object, n_samples: int,
+                        target_se: float | None) -> None:
+    """The settings every split takes: exactly one of ``marker`` and ``classifier``,
+    ``n_samples >= 2`` and ``target_se`` None or > 0; ValueError naming the setting."""
+    if (marker is None) == (classifier is None):
+        raise ValueError("give exactly one of marker and classifier")
+    if n_samples < 2:
+        raise ValueError(f"samples: must be >= 2, got {n_samples}")
+    if target_se is not None and not target_se > 0:
+        raise ValueError(f"target-se: must be > 0, got {target_se}")
+
+
+def split_in_eval_mode(models: Sequence[Any], base_fn: Any, tuned_fn: Any, tokenizer: Any,
+                       prep: PreparedPrompts, *, seed: int, **options: Any) -> Split:
+    """:func:`split_models` (sampling from ``torch.Generator().manual_seed(seed)``) with every
+    model of ``models`` in eval mode, so no dropout while measuring; each model's training
+    flag is restored afterwards."""
+    modes = [(m, m.training) for m in models]
+    for m, _ in modes:
+        m.eval()
+    try:
+        return split_models(base_fn, tuned_fn, tokenizer, prep,
+                            gen=torch.Generator().manual_seed(seed), **options)
+    finally:
+        for m, training in modes:
+            m.train(training)
+
+
 def measure_models(
     base: Any, tuned: Any, tokenizer: Any, prompts: Sequence[Prompt], *,
     marker: str | None = None, classifier: str | Callable[[str], bool] | None = None,
@@ -409,27 +437,15 @@ def measure_models(
 ) -> dict[str, Any]:
     """The split of KL(base || tuned) on in-memory models: ``{"mode", "summary",
     "per_prompt", "warnings", ...}``. Exactly one of ``marker`` and ``classifier``."""
-    if (marker is None) == (classifier is None):
-        raise ValueError("give exactly one of marker and classifier")
-    if n_samples < 2:
-        raise ValueError(f"samples: must be >= 2, got {n_samples}")
-    if target_se is not None and not target_se > 0:
-        raise ValueError(f"target-se: must be > 0, got {target_se}")
+    check_split_options(marker, classifier, n_samples, target_se)
     classify = None if classifier is None else text_classifier(tokenizer, classifier)
     prep = prepare_prompts(tokenizer, prompts, marker=marker, max_new_tokens=max_new_tokens,
                            context=context_length(base), chat_template=chat_template)
     base_fn, tuned_fn = logits_fn(base, batch_size), logits_fn(tuned, batch_size)
-    modes = [(m, m.training) for m in (base, tuned)]
-    for m, _ in modes:
-        m.eval()  # no dropout while measuring
-    try:
-        split = split_models(base_fn, tuned_fn, tokenizer, prep, classify=classify,
-                             max_new_tokens=max_new_tokens, n_samples=n_samples,
-                             gen=torch.Generator().manual_seed(seed), target_se=target_se,
-                             max_samples=max_samples, progress=progress)
-    finally:
-        for m, training in modes:
-            m.train(training)
+    split = split_in_eval_mode((base, tuned), base_fn, tuned_fn, tokenizer, prep,
+                               classify=classify, max_new_tokens=max_new_tokens,
+                               n_samples=n_samples, seed=seed, target_se=target_se,
+                               max_samples=max_samples, progress=progress)
     summary = split.summary()
     warnings = []
     if marker is not None:

@@ -6,21 +6,25 @@ A sweep file (TOML) holds::
     seeds = 3                         # seed indices 0 .. seeds - 1 for every configuration
     chunk_size = 64                   # optional: runs per vectorised call (default 256)
 
-    [base]                            # any configuration fields (nested tables allowed)
-    ...
+    [base]                            # any SimulationConfig fields (nested tables allowed)
+    regime = "finite"
+    [base.knobs]
+    replay = "old"
 
     [axes]                            # each key is a dotted configuration field
-    "method" = ["forward_kl", "reverse_kl"]                      # a grid list
-    "target.separation" = { start = 1.0, stop = 6.0, num = 6 }   # linspace (log = true: geomspace)
-    "replay.fraction" = { start = 0.0, stop = 0.8, step = 0.2 }  # start + k step <= stop
-    "lr" = { random = "loguniform", low = 1e-3, high = 0.1, num = 4, seed = 7 }  # random draws
+    "method" = ["sft", "replay-rl"]                                    # a grid list
+    "problem.separation" = { start = 1.0, stop = 6.0, num = 6 }        # linspace (or geomspace)
+    "knobs.replay_fraction" = { start = 0.1, stop = 0.7, step = 0.2 }  # start + k step <= stop
+    "learning_rate" = { random = "loguniform", low = 1e-3, high = 0.1, num = 4, seed = 7 }
 
 The configurations are the Cartesian product of the axes in file order; each configuration is
 resolved (validated, defaults filled) by the engine before anything runs, and every run is a
 (resolved configuration, seed index) pair. A run's identity is
-``run_id = H(H(canonical JSON of the resolved configuration), seed index)`` with H = SHA-256,
-and its random stream is ``SeedSequence(int(run_id))``: it depends on what the run is, never on
-its position in the sweep, its chunk or its worker.
+``run_id = H(config_id : seed index)``, ``config_id = H(canonical JSON of the resolved
+configuration)``, H = SHA-256 (first 32 hex digits). The engine draws run (c, s) from
+``SeedSequence(config.seed, spawn_key=(int(config_id, 16), s))``
+(:mod:`forgetlab.sweep.engine`): its numbers depend on what the run is, never on its position
+in the sweep, its chunk or its worker.
 """
 
 from __future__ import annotations
