@@ -215,14 +215,19 @@ def _is_synopsis(line: str) -> bool:
 
 
 def check_page(path: Path, tmp: Path, slow: bool) -> int:
-    """Check every block of ``path`` in ``tmp``; the number of blocks run."""
+    """Check every block of ``path`` in ``tmp``; the number of blocks run.
+
+    The page's files are written first, so an example may use a file the page shows later."""
     (tmp / "examples").symlink_to(ROOT / "examples")
+    blocks = parse_page(path)
+    for block in blocks:
+        if "file" in block.marks:
+            (tmp / block.marks["file"]).write_text(block.text, encoding="utf-8")
     ran = 0
-    for block in parse_page(path):
+    for block in blocks:
         where = f"{path.relative_to(ROOT)}:{block.line}"
         deferred = "skip" in block.marks or ("slow" in block.marks and not slow)
         if "file" in block.marks:
-            (tmp / block.marks["file"]).write_text(block.text, encoding="utf-8")
             continue
         if block.lang == "run" and deferred:
             dry_parse(block.text)
