@@ -17,7 +17,7 @@ from rich.table import Table
 
 from forgetlab.config import MixtureConfig
 from forgetlab.sweep.resources import Estimate
-from forgetlab.theory.summary import GROUPS, as_json, theory_summary
+from forgetlab.cli.theory_table import GROUPS, as_json, theory_summary
 
 #: ``theory`` is meant to answer in seconds: past this estimated time it needs --force [s].
 THEORY_CEILING_SECONDS = 60.0

@@ -40,7 +40,7 @@ from forgetlab.methods.base import (
     sample_mixture,
 )
 from forgetlab.mixture import MixtureParams, TwoModeMixture
-from forgetlab.rewards import reward_knobs, reward_of
+from forgetlab.methods.rewards import reward_knobs, reward_of
 
 BASELINES = ("none", "mean", "loo")
 

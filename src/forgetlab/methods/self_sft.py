@@ -39,7 +39,7 @@ from forgetlab.methods.base import (
 )
 from forgetlab.methods.sft import em_from_moments
 from forgetlab.mixture import MixtureParams, TwoModeMixture
-from forgetlab.rewards import reward_knobs, reward_of
+from forgetlab.methods.rewards import reward_knobs, reward_of
 
 _SAMPLER_KEYS = ("sampler_weight", "sampler_mean_old", "sampler_mean_new")
 
