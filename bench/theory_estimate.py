@@ -17,8 +17,8 @@ import json
 import time
 
 from forgetlab.cli.theory import estimate
-from forgetlab.config import MixtureConfig
 from forgetlab.cli.theory_table import theory_summary
+from forgetlab.config import MixtureConfig
 
 
 def main() -> None:

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from forgetlab.cli import main
+from forgetlab.cli.theory_table import GROUPS, SCHEMA_VERSION, theory_summary
 from forgetlab.config import MixtureConfig
 from forgetlab.theory import replay
-from forgetlab.cli.theory_table import GROUPS, SCHEMA_VERSION, theory_summary
 
 FAST = ["--steps", "5"]
 theory_cli = importlib.import_module("forgetlab.cli.theory")  # the package exports the command

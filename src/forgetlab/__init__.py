@@ -12,28 +12,7 @@ forgetlab.<module>`` runs first) loads no submodule, so a low layer such as
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from forgetlab.config import MixtureConfig
-    from forgetlab.dynamics import simulate
-    from forgetlab.gaussian import bhattacharyya_coefficient
-    from forgetlab.mixture import MixtureParams, TwoModeMixture
-    from forgetlab.population import (
-        fisher_information,
-        forward_kl_gradient,
-        kl_divergence,
-        misassignment,
-        reverse_kl_gradient,
-    )
-    from forgetlab.sweep.store import load_results
-    from forgetlab.theory import (
-        drift_bound,
-        frozen_model_optimum,
-        local_geometry,
-        reverse_kl_optimum,
-        starvation_probability,
-    )
+from typing import Any
 
 __version__ = "0.1.0"
 

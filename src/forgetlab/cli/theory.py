@@ -15,9 +15,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from forgetlab.cli.theory_table import GROUPS, as_json, theory_summary
 from forgetlab.config import MixtureConfig
 from forgetlab.sweep.resources import Estimate
-from forgetlab.cli.theory_table import GROUPS, as_json, theory_summary
 
 #: ``theory`` is meant to answer in seconds: past this estimated time it needs --force [s].
 THEORY_CEILING_SECONDS = 60.0
