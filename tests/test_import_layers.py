@@ -6,7 +6,8 @@ module is an edge, wherever it stands: module level, inside a function, under
 from layer i to layer j > i fails. Layers, lowest first:
 
 ====  ==================  ==========================================================================
-  0   foundation          ``_validation`` (array and range checks)
+  0   foundation          ``_validation`` (array, range and pydantic-error checks),
+                          ``progress`` (the progress bar)
   1   geometry            ``gaussian``, ``mixture``, ``kmixture``: the model objects
   2   config              ``config``: the validated mixture problem; it builds the mixture and
                           checks D(a, b) with the geometry, so it sits on the geometry
@@ -45,7 +46,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: dict[str, int] = {
-    "forgetlab._validation": 0,
+    "forgetlab._validation": 0, "forgetlab.progress": 0,
     "forgetlab.gaussian": 1, "forgetlab.mixture": 1, "forgetlab.kmixture": 1,
     "forgetlab.config": 2,
     "forgetlab.quadrature": 3, "forgetlab.population": 3, "forgetlab.kpopulation": 3,

@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from forgetlab import presets
 from forgetlab.cli._common import check_output_file, report_diverged
 from forgetlab.dynamics import simulate as run_simulation
+from forgetlab.progress import ProgressBar
 from forgetlab.simconfig import SimulationConfig, load_config
 from forgetlab.sweep.resources import MAX_RUNS, Estimate
 from forgetlab.trajectory import Trajectory
@@ -59,19 +60,10 @@ def _check_external(seeds: int | None, steps: int | None, force: bool) -> None:
                          "anyway, or fewer seeds or steps")
 
 
-def _progress_bar(total: int, enabled: bool) -> Any:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.completed}/"
-                    "{task.total} steps"), TimeRemainingColumn(), disable=not enabled,
-                    transient=True)
-
-
 def _run(config: SimulationConfig, quiet: bool) -> Trajectory:
     show = not quiet and config.steps >= _PROGRESS_MIN_STEPS
-    with _progress_bar(config.steps, show) as bar:
-        task = bar.add_task("simulate", total=config.steps)
-        return run_simulation(config, progress=lambda t: bar.update(task, completed=t))
+    with ProgressBar("simulating", config.steps, "steps", enabled=show) as bar:
+        return run_simulation(config, progress=bar.update)
 
 
 def _json_value(x: Any) -> Any:
