@@ -11,7 +11,8 @@ from layer i to layer j > i fails. Layers, lowest first:
   1   geometry            ``gaussian``, ``mixture``, ``kmixture``: the model objects
   2   config              ``config``: the validated mixture problem; it builds the mixture and
                           checks D(a, b) with the geometry, so it sits on the geometry
-  3   engine              ``quadrature``, ``population``, ``kpopulation``: exact expectations
+  3   engine              ``quadrature``, ``population``, ``kpopulation``: exact expectations;
+                          ``optim``: the gd/Adam stepper (imports nothing of the package)
   4   theory, methods     ``theory``, ``methods`` (rewards included): predictions and gradients
   5   run config          ``simconfig``: a method by name and its knobs, checked against the
                           method registry, so it sits on the methods
@@ -50,6 +51,7 @@ LAYERS: dict[str, int] = {
     "forgetlab.gaussian": 1, "forgetlab.mixture": 1, "forgetlab.kmixture": 1,
     "forgetlab.config": 2,
     "forgetlab.quadrature": 3, "forgetlab.population": 3, "forgetlab.kpopulation": 3,
+    "forgetlab.optim": 3,
     "forgetlab.theory": 4, "forgetlab.methods": 4,
     "forgetlab.simconfig": 5,
     "forgetlab.metrics": 6, "forgetlab.trajectory": 6,
