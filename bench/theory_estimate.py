@@ -1,7 +1,7 @@
 """How close the time model of ``forgetlab theory`` is to the measured run time.
 
 For a few dimensions (and the default 200 steps unless ``--steps`` is given) the script prints
-the estimated run time of :func:`forgetlab.theory.summary.theory_summary`
+the estimated run time of :func:`forgetlab.cli.theory_table.theory_summary`
 (:func:`forgetlab.cli.theory.estimate`, the model the command checks against its 60 s
 ceiling and uses to decide whether to show a progress bar) beside the measured wall time of
 the same call, and their ratio. The model is meant to be right within a factor of about 3.
@@ -17,8 +17,8 @@ import json
 import time
 
 from forgetlab.cli.theory import estimate
+from forgetlab.cli.theory_table import theory_summary
 from forgetlab.config import MixtureConfig
-from forgetlab.theory.summary import theory_summary
 
 
 def main() -> None:

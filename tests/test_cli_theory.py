@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from forgetlab.cli import main
+from forgetlab.cli.theory_table import GROUPS, SCHEMA_VERSION, theory_summary
 from forgetlab.config import MixtureConfig
 from forgetlab.theory import replay
-from forgetlab.theory.summary import GROUPS, SCHEMA_VERSION, theory_summary
 
 FAST = ["--steps", "5"]
 theory_cli = importlib.import_module("forgetlab.cli.theory")  # the package exports the command
@@ -157,8 +157,10 @@ def test_summary_reports_each_group_once_in_order() -> None:
 
 def test_progress_bar_follows_the_estimate(monkeypatch: pytest.MonkeyPatch) -> None:
     shown: list[bool] = []
-    bar = theory_cli._progress_bar
-    monkeypatch.setattr(theory_cli, "_progress_bar", lambda on: shown.append(on) or bar(on))
+    bar = theory_cli.ProgressBar
+    monkeypatch.setattr(theory_cli, "ProgressBar",
+                        lambda *a, enabled, **k: shown.append(enabled) or bar(*a, enabled=enabled,
+                                                                             **k))
     assert _run("--json", *FAST).exit_code == 0
     monkeypatch.setattr(theory_cli, "PROGRESS_MIN_SECONDS", 0.0)
     res = _run("--json", *FAST)

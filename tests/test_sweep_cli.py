@@ -46,7 +46,8 @@ def test_plan_prints_runs_chunks_and_memory(spec):
     (('"problem.separation" = [2.0, 4.0]', '"problem.separation" = [2.0, -1.0]'),
      "problem.separation=-1.0"),
     (('"problem.separation"', '"problem.sepration"'), "problem.sepration"),
-    (("seeds = 2", "seeds = 0"), "seeds must be an integer in [1, 1000000]"),
+    (("seeds = 2", "seeds = 0"), "'seeds': Input should be greater than or equal to 1 "
+     "(allowed: an integer in [1, 1000000])"),
 ])
 def test_invalid_spec_fails_before_running_and_names_the_field(spec, tmp_path, edit, needle):
     spec.write_text(SPEC.replace(*edit))

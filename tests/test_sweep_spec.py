@@ -50,28 +50,49 @@ def test_random_draws_are_reproducible_bounded_and_keyed_by_field():
     assert set(choice) == {"p", "q"}
 
 
-@pytest.mark.parametrize(("data", "needle"), [
-    ({"seeds": 0}, "seeds must be an integer in [1, 1000000]"),
-    ({"chunk_size": 2.5}, "chunk_size must be an integer >= 1"),
-    ({"colour": 1}, "unknown key(s) ['colour']"),
-    ({"axes": {"x": []}}, "axes.x must not be an empty list"),
-    ({"axes": {"x": 3}}, "axes.x must be a list"),
-    ({"axes": {"x": {"start": 0, "stop": 1}}}, "axes.x: give exactly one of num and step"),
+@pytest.mark.parametrize(("data", "pieces"), [
+    ({"seeds": 0}, ["'seeds'", "an integer in [1, 1000000]"]),
+    ({"seeds": True}, ["'seeds'", "boolean", "an integer in [1, 1000000]"]),
+    ({"chunk_size": 2.5}, ["'chunk_size'", "an integer >= 1"]),
+    ({"colour": 1}, ["unknown sweep key 'colour'", "allowed keys: name, seeds, chunk_size"]),
+    ({"base": 3}, ["'base'", "dictionary"]),
+    ({"axes": {"x": []}}, ["'axes.x'", "at least 1 item"]),
+    ({"axes": {"x": 3}}, ["axes.x must be a list"]),
+    ({"axes": {"": [1]}}, ["'axes'", "invalid field name ''"]),
+    ({"axes": {"x": {"start": 0, "stop": 1}}}, ["'axes.x'", "give exactly one of num and step"]),
     ({"axes": {"x": {"start": 0, "stop": 1, "num": 0}}},
-     "axes.x.num must be an integer in [1, 100000]"),
-    ({"axes": {"x": {"start": 0, "stop": 1, "num": 3, "log": True}}}, "axes.x: log ranges"),
-    ({"axes": {"x": {"start": 1, "stop": 0, "step": 0.1}}}, "axes.x: need step > 0"),
-    ({"axes": {"x": {"random": "gauss", "num": 2, "seed": 0}}}, "axes.x.random must be one of"),
+     ["'axes.x.num'", "an integer in [1, 100000]"]),
+    ({"axes": {"x": {"start": 0, "stop": 1, "num": 2, "colour": 1}}},
+     ["unknown sweep key 'axes.x.colour'", "start, stop, num, step, log"]),
+    ({"axes": {"x": {"start": 0, "stop": 1, "num": 3, "log": True}}},
+     ["'axes.x'", "log ranges need start > 0"]),
+    ({"axes": {"x": {"start": 1, "stop": 2, "num": 3, "log": 1}}},
+     ["'axes.x.log'", "true or false"]),
+    ({"axes": {"x": {"start": 1, "stop": 0, "step": 0.1}}}, ["'axes.x'", "stop >= start"]),
+    ({"axes": {"x": {"start": 0, "stop": 1, "step": 0}}}, ["'axes.x.step'", "a number > 0"]),
+    ({"axes": {"x": {"start": 0, "stop": 1e9, "step": 1}}}, ["'axes.x'", "more than 100000"]),
+    ({"axes": {"x": {"random": "gauss", "num": 2, "seed": 0}}},
+     ["'axes.x.random'", "one of 'uniform', 'loguniform', 'integers', 'choice'"]),
     ({"axes": {"x": {"random": "uniform", "low": 1, "high": 0, "num": 2, "seed": 0}}},
-     "axes.x: need low < high"),
+     ["'axes.x'", "need low < high"]),
+    ({"axes": {"x": {"random": "loguniform", "low": 0, "high": 1, "num": 2, "seed": 0}}},
+     ["'axes.x'", "low must be > 0"]),
+    ({"axes": {"x": {"random": "integers", "low": 0.5, "high": 3, "num": 2, "seed": 0}}},
+     ["'axes.x'", "integer low and high"]),
+    ({"axes": {"x": {"random": "choice", "low": 0, "high": 1, "num": 2, "seed": 0}}},
+     ["'axes.x'", "choice takes values"]),
     ({"axes": {"x": {"random": "uniform", "low": 0, "high": 1, "num": 2}}},
-     "axes.x.seed must be an integer >= 0"),
-    ({"axes": {"target": {"separation": [1, 2]}}}, "quote dotted field names"),
+     ["'axes.x.seed'", "an integer >= 0"]),
+    ({"axes": {"target": {"separation": [1, 2]}}}, ["quote dotted field names"]),
+    ({"seeds": 1000, "axes": {"x": list(range(2000))}}, ["2000000 runs", "ceiling of 1000000"]),
 ])
-def test_invalid_specs_name_the_field(data, needle):
+def test_invalid_specs_name_the_field_and_range(data, pieces):
     with pytest.raises(ValueError) as err:
         parse_spec(data)
-    assert needle in str(err.value)
+    message = str(err.value)
+    assert "\n" not in message
+    for piece in pieces:
+        assert piece in message, message
 
 
 def test_resolution_errors_name_the_configuration_and_field():

@@ -30,19 +30,12 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from forgetlab._validation import as_covariance
+from forgetlab._validation import Float, Int, as_covariance, validated
 from forgetlab.gaussian import mahalanobis
 from forgetlab.mixture import TwoModeMixture
 
@@ -52,17 +45,6 @@ MIN_SEPARATION = 1e-6
 #: Largest output dimension of a configuration (a d x d covariance is stored and factorised).
 MAX_DIM = 1000
 
-
-def _not_bool(value: Any) -> Any:
-    """Reject booleans where a number is expected (pydantic would read ``true`` as 1)."""
-    if isinstance(value, bool):
-        raise ValueError(f"Input should be a number, not the boolean {str(value).lower()}")
-    return value
-
-
-#: An integer or float field that refuses ``true``/``false``.
-Int = Annotated[int, BeforeValidator(_not_bool)]
-Float = Annotated[float, BeforeValidator(_not_bool)]
 
 #: Allowed range of every field, quoted in validation messages.
 ALLOWED: dict[str, str] = {
@@ -177,10 +159,7 @@ class MixtureConfig(MixtureProblem):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MixtureConfig:
         """Validate a mapping; errors become one ``ValueError`` line naming the field."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as err:
-            raise ValueError(_one_line(err)) from None
+        return validated(cls, data, allowed=ALLOWED)
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> MixtureConfig:
@@ -199,17 +178,3 @@ class MixtureConfig(MixtureProblem):
         """A validated copy with some fields replaced."""
         return self.from_dict({**self.model_dump(exclude_unset=True), **changes})
 
-
-def _one_line(err: ValidationError) -> str:
-    """The first validation error as 'field: problem (allowed: range)'."""
-    first = err.errors()[0]
-    loc = [str(x) for x in first["loc"]]
-    field = loc[0] if loc else ""
-    msg = str(first["msg"]).removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        return f"unknown config key {field!r} (allowed keys: {', '.join(ALLOWED)})"
-    if not field:
-        head = msg.replace("(", " ").split()[0] if msg else ""
-        hint = f" (allowed: {ALLOWED[head]})" if head in ALLOWED else ""
-        return f"config: {msg}{hint}"
-    return f"config field {field!r}: {msg} (allowed: {ALLOWED.get(field, 'see docs')})"

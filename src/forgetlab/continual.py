@@ -43,11 +43,11 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.special import log_softmax
 
 from forgetlab import kpopulation as kp
-from forgetlab._validation import as_covariance
+from forgetlab._validation import as_covariance, validated
 from forgetlab.kmixture import KModeMixture
 from forgetlab.methods.base import Streams
 
@@ -156,13 +156,7 @@ def _fractions(stage: StageConfig) -> Array:
 
 def parse_continual(data: dict[str, Any]) -> ContinualConfig:
     """Validate a mapping; errors become one ``ValueError`` line naming the field."""
-    try:
-        return ContinualConfig.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        msg = str(first["msg"]).removeprefix("Value error, ")
-        raise ValueError(f"config field {loc!r}: {msg}" if loc else f"config: {msg}") from None
+    return validated(ContinualConfig, data)
 
 
 def read_config_toml(path: str | Path) -> dict[str, Any]:

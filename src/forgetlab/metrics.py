@@ -4,7 +4,9 @@
 * drift delta = D(m_o, a) (Mahalanobis), with quality loss KL(p_old || phi(.; m_o)) = delta^2 / 2;
 * learner separation Delta_q = D(m_o, m_n) and new-mode error D(m_n, b);
 * soft misassignments eps_q, rho_q, eps_*, rho_* and KL(q || p*), KL(p* || q) (exact engine);
-* starvation: a batch with no old-component draw, probability (1 - beta)^B on-policy;
+* starvation: batches with no old-component draw are counted by
+  :class:`~forgetlab.trajectory.Recorder`; their probability ((1 - lambda)(1 - beta))^B is the
+  prediction :func:`forgetlab.theory.replay.starvation_probability`;
 * Chen et al.'s per-mode overlap acc_k = integral min(p_k, q_k) / integral p_k of the weighted
   components (p_old = alpha phi(.; a), q_old = beta phi(.; m_o), likewise for the new mode),
   in closed form; drop = acc_old(0) - acc_old(t), gain = acc_new(t) - acc_new(0).
@@ -50,11 +52,6 @@ def overlap_accuracy(w_p: Array, w_q: Array, dist: Array) -> Array:
     with np.errstate(over="ignore"):
         t = 0.5 * d + (np.log(w_p) - np.log(w_q)) / d
     return np.minimum((w_p * ndtr(-t) + w_q * ndtr(t - d)) / w_p, 1.0)
-
-
-def starvation_probability(beta: Array, batch_size: int) -> Array:
-    """P(no old-component draw in B on-policy samples) = (1 - beta)^B."""
-    return np.exp(batch_size * np.log1p(-np.asarray(beta, dtype=float)))
 
 
 def snapshot(learner: TwoModeMixture, target: TwoModeMixture, exact: bool = True

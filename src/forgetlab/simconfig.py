@@ -29,9 +29,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from forgetlab.config import MAX_DIM, Float, Int, MixtureProblem
+from forgetlab._validation import Float, Int, validated
+from forgetlab.config import ALLOWED, MAX_DIM, MixtureProblem
 from forgetlab.methods import get_method
 from forgetlab.methods.base import Knob
 
@@ -105,16 +106,9 @@ class SimulationConfig(_Strict):
 
 def parse_config(data: dict[str, Any]) -> SimulationConfig:
     """Validate a dict into a :class:`SimulationConfig`; errors become one-line ValueErrors
-    naming the field."""
-    try:
-        return SimulationConfig.model_validate(data)
-    except ValidationError as err:
-        parts = []
-        for e in err.errors():
-            loc = ".".join(str(x) for x in e["loc"])
-            msg = e["msg"].removeprefix("Value error, ")
-            parts.append(f"{loc}: {msg}" if loc else msg)
-        raise ValueError("; ".join(parts)) from None
+    naming the field and its allowed range."""
+    return validated(SimulationConfig, data,
+                     allowed={f"problem.{key}": text for key, text in ALLOWED.items()})
 
 
 def load_config(path: str | Path) -> SimulationConfig:

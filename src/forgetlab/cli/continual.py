@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 import numpy as np
@@ -23,14 +22,7 @@ from forgetlab.continual import (
     result_json,
     run_continual,
 )
-
-
-def _progress_bar(total: int, enabled: bool) -> Any:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("stages"), BarColumn(), TextColumn("{task.completed}/"
-                    "{task.total} steps"), TimeRemainingColumn(), disable=not enabled,
-                    transient=True)
+from forgetlab.progress import ProgressBar
 
 
 def plot_retention(result: ContinualResult, path: str | Path) -> None:
@@ -120,9 +112,8 @@ def continual(config_file: str | None, preset_name: str | None, as_json: bool,
                              f"got {plot_file!r}")
         check_output_file(plot_file, "--plot")
     total = sum(s.steps for s in config.stages)
-    with _progress_bar(total, not quiet and not as_json) as bar:
-        task = bar.add_task("continual", total=total)
-        result = run_continual(config, progress=lambda: bar.advance(task))
+    with ProgressBar("stages", total, "steps", enabled=not quiet and not as_json) as bar:
+        result = run_continual(config, progress=bar.advance)
     if plot_file is not None:
         plot_retention(result, plot_file)
     if as_json:

@@ -11,27 +11,12 @@ import click
 
 from forgetlab.cli._common import check_output_file
 from forgetlab.lm import require_torch
+from forgetlab.progress import ProgressBar
 
 
 @click.group("lm")
 def lm() -> None:
     """Forgetting on causal language models (needs the lm extra: torch)."""
-
-
-def _progress(enabled: bool):  # type: ignore[no-untyped-def]
-    """A rich progress display and a callback (label, done, total) feeding it."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), disable=not enabled, transient=False)
-    tasks: dict[str, Any] = {}
-
-    def update(label: str, done: int, total: int) -> None:
-        if label not in tasks:
-            tasks[label] = bar.add_task(label, total=total)
-        bar.update(tasks[label], completed=done)
-
-    return bar, update
 
 
 @lm.command("benchmark")
@@ -73,12 +58,11 @@ def benchmark(methods: str | None, profile: str, settings: str, as_json: bool,
             else:
                 merged.append(s)
         specs = merged
-    bar, update = _progress(not as_json)
-    with bar:
+    with ProgressBar("lm", enabled=not as_json, transient=False) as bar:
         result = run_benchmark(
             profile, specs, [s.strip() for s in settings.split(",") if s.strip()],
             cache_dir=cache, threads=threads or os.cpu_count() or 1, seed=seed,
-            progress=update, variant=variant)
+            progress=lambda label, done, total: bar.update(done, label, total), variant=variant)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result.to_dict(), indent=1))
     figures = result.figures(out)
@@ -156,13 +140,13 @@ def measure(base_dir: Path, tuned_dir: Path, prompts_file: Path, marker: str | N
     if plot is not None:
         check_output_file(plot, "plot")
     torch.set_num_threads(threads or os.cpu_count() or 1)
-    bar, update = _progress(not as_json)
-    with bar:
+    with ProgressBar("lm", enabled=not as_json, transient=False) as bar:
         report = measure_split(base_dir, tuned_dir, prompts_file, marker=marker,
                                classifier=classifier, max_new_tokens=max_new_tokens,
                                n_samples=samples, seed=seed, chat_template=chat_template,
                                device=device, dtype=dtype, batch_size=batch_size,
-                               target_se=target_se, max_samples=max_samples, progress=update)
+                               target_se=target_se, max_samples=max_samples,
+                               progress=lambda label, done, total: bar.update(done, label, total))
     for w in report["warnings"]:
         click.echo(f"warning: {w}", err=True)
     if out is not None:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from forgetlab.claims.base import ClaimResult, ClaimSpec, claim_ids, get_profile, select
 from forgetlab.cli._common import EXIT_FAILED
+from forgetlab.progress import ProgressBar
 from forgetlab.report.build import build_report
 
 #: A temporary report directory untouched for this long belongs to a killed run [s].
@@ -93,23 +93,18 @@ def reproduce(profile: str, out: str, only: str, seed: int, allow_fail: bool) ->
     for path in kept:
         click.echo(f"note: {path} may belong to a run in progress (changed in the last "
                    f"{STALE_SECONDS:.0f} s); remove it by hand if not", err=True)
-    console = Console(stderr=True)
     command = "forgetlab " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "forgetlab reproduce"
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(),
-        TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console,
-    ) as progress:
-        task = progress.add_task("claims", total=len(specs))
+    with ProgressBar("claims", len(specs), "claims", transient=False) as progress:
 
         def on_start(spec: ClaimSpec) -> None:
-            progress.update(task, description=f"{spec.claim_id}: {spec.title}")
+            progress.describe(f"{spec.claim_id}: {spec.title}")
 
         def on_done(spec: ClaimSpec, result: ClaimResult) -> None:
-            progress.console.print(
+            progress.print(
                 f"{spec.claim_id:>8}  [{_STYLE[result.status]}]{result.status:<7}[/] "
                 f"{result.runtime_s:6.1f} s  {spec.title}"
             )
-            progress.advance(task)
+            progress.advance()
 
         results = build_report(out, profile, ids, seed, command, on_start, on_done)
     Console().print(_summary(results))

@@ -35,6 +35,7 @@ from forgetlab.chen2025 import ChenResult, run_preset
 from forgetlab.chen2025.run import GAIN_THRESHOLD
 from forgetlab.cli._common import check_output_file, report_diverged
 from forgetlab.dynamics import simulate as run_simulation
+from forgetlab.progress import ProgressBar
 from forgetlab.simconfig import SimulationConfig, load_config
 from forgetlab.sweep.resources import MAX_RUNS, Estimate
 from forgetlab.trajectory import Trajectory
@@ -68,19 +69,10 @@ def _check_external(seeds: int | None, steps: int | None, force: bool) -> None:
                          "anyway, or fewer seeds or steps")
 
 
-def _progress_bar(total: int, enabled: bool, unit: str = "steps") -> Any:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.completed}/"
-                    f"{{task.total}} {unit}"), TimeRemainingColumn(), disable=not enabled,
-                    transient=True)
-
-
 def _run(config: SimulationConfig, quiet: bool) -> Trajectory:
     show = not quiet and config.steps >= _PROGRESS_MIN_STEPS
-    with _progress_bar(config.steps, show) as bar:
-        task = bar.add_task("simulate", total=config.steps)
-        return run_simulation(config, progress=lambda t: bar.update(task, completed=t))
+    with ProgressBar("simulating", config.steps, "steps", enabled=show) as bar:
+        return run_simulation(config, progress=bar.update)
 
 
 def _json_value(x: Any) -> Any:
@@ -193,10 +185,8 @@ def chen2025_output(preset: str, seeds: int | None = None, as_json: bool = False
 
 def _run_external(name: str, seeds: int | None, steps: int | None, as_json: bool,
                   plot: str | None) -> None:
-    with _progress_bar(len(CHEN_PRESETS[name].runs), not as_json, "runs") as bar:
-        task = bar.add_task(name, total=len(CHEN_PRESETS[name].runs))
-        text = chen2025_output(name, seeds, as_json, plot, steps=steps,
-                               progress=lambda k: bar.update(task, completed=k))
+    with ProgressBar(name, len(CHEN_PRESETS[name].runs), "runs", enabled=not as_json) as bar:
+        text = chen2025_output(name, seeds, as_json, plot, steps=steps, progress=bar.update)
     click.echo(text)
 
 

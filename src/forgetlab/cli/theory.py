@@ -15,9 +15,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from forgetlab.cli.theory_table import GROUPS, as_json, theory_summary
 from forgetlab.config import MixtureConfig
+from forgetlab.progress import ProgressBar
 from forgetlab.sweep.resources import Estimate
-from forgetlab.theory.summary import GROUPS, as_json, theory_summary
 
 #: ``theory`` is meant to answer in seconds: past this estimated time it needs --force [s].
 THEORY_CEILING_SECONDS = 60.0
@@ -42,15 +43,6 @@ def estimate(config: MixtureConfig) -> Estimate:
     seconds = 0.2 + 4e-3 * d + 1e-8 * d**3 + config.steps * (3.5e-3 + 3e-8 * d * d)
     return Estimate(2e8 + 160.0 * d * d, seconds)
 
-
-def _progress_bar(enabled: bool) -> Any:
-    """A transient bar over the groups of :data:`GROUPS`, on standard error (so that
-    ``--json`` output stays clean); ``enabled=False`` shows nothing."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("theory"), BarColumn(), TextColumn("{task.completed}/"
-                    "{task.total} groups"), TimeElapsedColumn(), disable=not enabled,
-                    transient=True, console=Console(stderr=True))
 
 # Flags for the main fields: (option, config key, help). Values are passed to the validated
 # configuration as given, so a bad value is reported with the field name and allowed range.
@@ -113,9 +105,9 @@ def theory(config_path: str | None, as_json_flag: bool, force: bool,
     cost = estimate(config)
     cost.check("theory", "a smaller --dim or fewer --steps", force,
                ceiling=THEORY_CEILING_SECONDS)
-    with _progress_bar(cost.seconds > PROGRESS_MIN_SECONDS) as bar:
-        task = bar.add_task("theory", total=len(GROUPS))
-        quantities = theory_summary(config, lambda done: bar.update(task, completed=done))
+    with ProgressBar("theory", len(GROUPS), "groups",
+                     enabled=cost.seconds > PROGRESS_MIN_SECONDS) as bar:
+        quantities = theory_summary(config, bar.update)
     if as_json_flag:
         click.echo(json.dumps(as_json(config, quantities), indent=2, allow_nan=False))
         return

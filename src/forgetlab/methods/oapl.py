@@ -36,9 +36,9 @@ from forgetlab.methods.base import (
     register,
     sample_mixture,
 )
+from forgetlab.methods.rewards import reward_knobs, reward_of
 from forgetlab.methods.rl import per_sample
 from forgetlab.mixture import MixtureParams, TwoModeMixture
-from forgetlab.rewards import reward_knobs, reward_of
 
 _LAG_KEYS = ("lag_weight", "lag_mean_old", "lag_mean_new")
 

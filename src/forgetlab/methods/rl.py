@@ -39,8 +39,8 @@ from forgetlab.methods.base import (
     register,
     sample_mixture,
 )
+from forgetlab.methods.rewards import reward_knobs, reward_of
 from forgetlab.mixture import MixtureParams, TwoModeMixture
-from forgetlab.rewards import reward_knobs, reward_of
 
 BASELINES = ("none", "mean", "loo")
 

@@ -37,9 +37,9 @@ from forgetlab.methods.base import (
     register,
     sample_mixture,
 )
+from forgetlab.methods.rewards import reward_knobs, reward_of
 from forgetlab.methods.sft import em_from_moments
 from forgetlab.mixture import MixtureParams, TwoModeMixture
-from forgetlab.rewards import reward_knobs, reward_of
 
 _SAMPLER_KEYS = ("sampler_weight", "sampler_mean_old", "sampler_mean_new")
 

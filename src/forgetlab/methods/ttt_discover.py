@@ -49,10 +49,10 @@ from forgetlab.methods.base import (
     register,
     sample_mixture,
 )
+from forgetlab.methods.rewards import reward_knobs, reward_of
 from forgetlab.methods.rl import centred_signal, per_sample, score_function_gradient
 from forgetlab.methods.sft import em_from_moments
 from forgetlab.mixture import MixtureParams, TwoModeMixture
-from forgetlab.rewards import reward_knobs, reward_of
 
 LN2 = float(np.log(2.0))
 _MAX_LOG_RATIO = 700.0

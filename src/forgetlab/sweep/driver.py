@@ -8,7 +8,6 @@ flight, and running the same command again resumes where it stopped.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 from numpy.typing import NDArray
 
+from forgetlab.progress import ProgressBar
 from forgetlab.sweep.executors import Executor, check_executor, default_workers, make_executor
 from forgetlab.sweep.plan import Chunk, ChunkRunner, Plan, make_chunks, make_plan
 from forgetlab.sweep.resources import Estimate
@@ -48,33 +48,6 @@ def execute_chunk(task: tuple[ChunkRunner, Sequence[Run]]) -> dict[str, NDArray[
     """Worker side: run one chunk through the engine (one vectorised call per chunk)."""
     runner, runs = task
     return runner.run(runs)
-
-
-def _progress(enabled: bool, total: int, done: int) -> Any:
-    """A rich progress bar on stderr: runs done / total, rate, elapsed and remaining time."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class _Rate(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:,.1f} runs/s" if speed else "- runs/s")
-
-    progress = Progress(TextColumn("runs"), BarColumn(), MofNCompleteColumn(), _Rate(),
-                        TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("left"),
-                        TimeRemainingColumn(), console=Console(file=sys.stderr),
-                        disable=not enabled)
-    task = progress.add_task("runs", total=total, completed=done)
-    return progress, task
 
 
 def check_plan_resources(plan: Plan, executor: str | Executor, address: str | None,
@@ -148,8 +121,8 @@ def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = Non
             todo = [r for r in plan.runs if r.run_id not in done]
             skipped = len(plan.runs) - len(todo)
             chunks: list[Chunk] = make_chunks(todo, runner, chunk_size or spec.chunk_size)
-            bar, task = _progress(progress, len(plan.runs), skipped)
-            with bar:
+            with ProgressBar("runs", len(plan.runs), "runs", enabled=progress,
+                             transient=False, rate=True, completed=skipped) as bar:
                 if chunks:
                     if pool is None:  # another process removed stored runs meanwhile
                         pool = (make_executor(executor, address, workers)
@@ -158,7 +131,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = Non
                     for i, metrics in pool.map_unordered(execute_chunk, tasks):
                         store.write_chunk(chunks[i].chunk_id, rows_frame(chunks[i].runs, metrics))
                         executed += len(chunks[i])
-                        bar.update(task, advance=len(chunks[i]))
+                        bar.advance(len(chunks[i]))
     except KeyboardInterrupt:
         interrupted = True
     finally:

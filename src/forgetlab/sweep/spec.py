@@ -37,15 +37,23 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
+from forgetlab._validation import Float, Int, validated
 from forgetlab.sweep.resources import MAX_AXIS_VALUES, MAX_RUNS
 
 DEFAULT_CHUNK_SIZE = 256
-_TOP_KEYS = {"name", "seeds", "chunk_size", "base", "axes"}
-_RANDOM_KINDS = ("uniform", "loguniform", "integers", "choice")
 
 Resolver = Callable[[dict[str, Any]], dict[str, Any]]
 """Validates one configuration and returns it resolved (defaults filled, JSON-able)."""
@@ -116,109 +124,145 @@ def set_field(config: dict[str, Any], path: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-def _count(value: Any, name: str, low: int = 1, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
-            high is not None and value > high):
-        allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
-    return value
+#: A number that keeps its type (an integer range of integer steps stays integer).
+Number = Int | Float
+Count = Annotated[Int, Field(ge=1, le=MAX_AXIS_VALUES)]
 
 
-def _check_keys(table: Mapping[str, Any], allowed: set[str], name: str) -> None:
-    extra = sorted(set(table) - allowed)
-    if extra:
-        raise ValueError(f"{name}: unknown key(s) {extra}; allowed: {sorted(allowed)}")
+class ListAxis(RootModel[Annotated[list[Any], Field(min_length=1, max_length=MAX_AXIS_VALUES)]]):
+    """A grid list: the axis takes these values in order."""
+
+    def values(self, field: str) -> list[Any]:
+        """The axis values."""
+        return list(self.root)
 
 
-def _range_values(field: str, table: Mapping[str, Any]) -> list[Any]:
-    name = f"axes.{field}"
-    _check_keys(table, {"start", "stop", "num", "step", "log"}, name)
-    for key in ("start", "stop"):
-        if key not in table:
-            raise ValueError(f"{name}: a range needs start and stop (and num or step)")
-    start = _number(table["start"], f"{name}.start")
-    stop = _number(table["stop"], f"{name}.stop")
-    if ("num" in table) == ("step" in table):
-        raise ValueError(f"{name}: give exactly one of num and step")
-    log = table.get("log", False)
-    if not isinstance(log, bool):
-        raise ValueError(f"{name}.log must be true or false, got {log!r}")
-    if "num" in table:
-        num = _count(table["num"], f"{name}.num", high=MAX_AXIS_VALUES)
-        if log:
-            if start <= 0 or stop <= 0:
-                raise ValueError(f"{name}: log ranges need start > 0 and stop > 0")
-            values = np.geomspace(start, stop, num, dtype=np.float64)
-        else:
-            values = np.linspace(start, stop, num, dtype=np.float64)
-    else:
-        if log:
-            raise ValueError(f"{name}: log ranges take num, not step")
-        step = _number(table["step"], f"{name}.step")
-        if step <= 0 or stop < start:
-            raise ValueError(f"{name}: need step > 0 and stop >= start")
+class RangeAxis(_Strict):
+    """``start .. stop`` in ``num`` values (linspace, or geomspace with ``log``) or by ``step``
+    (start + k step <= stop)."""
+
+    start: Number
+    stop: Number
+    num: Count | None = None
+    step: Number | None = Field(None, gt=0)
+    log: StrictBool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RangeAxis:
+        if (self.num is None) == (self.step is None):
+            raise ValueError("give exactly one of num and step")
+        if self.log and self.step is not None:
+            raise ValueError("log ranges take num, not step")
+        if self.log and (self.start <= 0 or self.stop <= 0):
+            raise ValueError("log ranges need start > 0 and stop > 0")
+        if self.step is not None:
+            if self.stop < self.start:
+                raise ValueError("a step range needs stop >= start")
+            if not self._ratio() < MAX_AXIS_VALUES:
+                raise ValueError(f"the range has {self._ratio() + 1:.3g} values, more than "
+                                 f"{MAX_AXIS_VALUES}; use a larger step")
+        return self
+
+    def _ratio(self) -> float:
         with np.errstate(over="ignore"):
-            ratio = float(np.float64(stop - start) / step)
-        if not ratio < MAX_AXIS_VALUES:
-            raise ValueError(f"{name}: the range has {ratio + 1:.3g} values, more than "
-                             f"{MAX_AXIS_VALUES}; use a larger step")
-        num = int(math.floor(ratio + 1e-9)) + 1
-        values = start + step * np.arange(num, dtype=np.float64)
-    both_int = all(isinstance(table[k], int) for k in ("start", "stop")) and not log
-    if both_int and "step" in table and isinstance(table["step"], int):
-        return [int(v) for v in values]
-    # 12 significant digits: 0.1 + 2 * 0.1 is stored and shown as 0.3, not 0.30000000000000004.
-    return [float(f"{v:.12g}") for v in values]
+            return float(np.float64(self.stop - self.start) / float(self.step or 1))
+
+    def values(self, field: str) -> list[Any]:
+        """The axis values; integers when start, stop and step are all integers."""
+        if self.num is not None:
+            space = np.geomspace if self.log else np.linspace
+            values = space(self.start, self.stop, self.num, dtype=np.float64)
+        else:
+            num = int(math.floor(self._ratio() + 1e-9)) + 1
+            values = self.start + float(self.step or 0) * np.arange(num, dtype=np.float64)
+        if all(isinstance(v, int) for v in (self.start, self.stop, self.step)):
+            return [int(v) for v in values]
+        # 12 significant digits: 0.1 + 2 * 0.1 is stored and shown as 0.3, not 0.30000000000000004.
+        return [float(f"{v:.12g}") for v in values]
 
 
-def _random_values(field: str, table: Mapping[str, Any]) -> list[Any]:
-    name = f"axes.{field}"
-    kind = table["random"]
-    if kind not in _RANDOM_KINDS:
-        raise ValueError(f"{name}.random must be one of {list(_RANDOM_KINDS)}, got {kind!r}")
-    allowed = {"random", "num", "seed"} | ({"values"} if kind == "choice" else {"low", "high"})
-    _check_keys(table, allowed, name)
-    num = _count(table.get("num"), f"{name}.num", high=MAX_AXIS_VALUES)
-    seed = _count(table.get("seed"), f"{name}.seed", low=0)
-    # The stream is keyed by the field name and the seed, so adding an axis never changes it.
-    rng = np.random.default_rng(np.random.SeedSequence([seed, int(_digest(field)[:16], 16)]))
-    if kind == "choice":
-        options = table.get("values")
-        if not isinstance(options, list) or not options:
-            raise ValueError(f"{name}.values must be a non-empty list")
-        return [options[int(i)] for i in rng.integers(len(options), size=num)]
-    low = _number(table.get("low"), f"{name}.low")
-    high = _number(table.get("high"), f"{name}.high")
-    if not low < high:
-        raise ValueError(f"{name}: need low < high, got low={low:g}, high={high:g}")
-    if kind == "uniform":
-        return [float(v) for v in rng.uniform(low, high, num)]
-    if kind == "loguniform":
-        if low <= 0:
-            raise ValueError(f"{name}.low must be > 0 for loguniform, got {low:g}")
-        return [float(v) for v in np.exp(rng.uniform(np.log(low), np.log(high), num))]
-    if low != int(low) or high != int(high):
-        raise ValueError(f"{name}: integers needs integer low and high")
-    return [int(v) for v in rng.integers(int(low), int(high), num, endpoint=True)]
+class RandomAxis(_Strict):
+    """``num`` random draws, reproducible from ``seed`` and the field name: ``uniform`` or
+    ``loguniform`` on [low, high], ``integers`` in {low .. high}, ``choice`` among ``values``."""
+
+    random: Literal["uniform", "loguniform", "integers", "choice"]
+    num: Count
+    seed: Int = Field(ge=0)
+    low: Number | None = None
+    high: Number | None = None
+    values_: list[Any] | None = Field(None, alias="values", min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RandomAxis:
+        if self.random == "choice":
+            if self.values_ is None or self.low is not None or self.high is not None:
+                raise ValueError("choice takes values (a non-empty list), not low and high")
+            return self
+        if self.values_ is not None or self.low is None or self.high is None:
+            raise ValueError(f"{self.random} takes low and high, not values")
+        if not self.low < self.high:
+            raise ValueError(f"need low < high, got low={self.low:g}, high={self.high:g}")
+        if self.random == "loguniform" and self.low <= 0:
+            raise ValueError(f"low must be > 0 for loguniform, got {self.low:g}")
+        if self.random == "integers" and (self.low != int(self.low) or
+                                          self.high != int(self.high)):
+            raise ValueError("integers needs integer low and high")
+        return self
+
+    def values(self, field: str) -> list[Any]:
+        """The draws; the stream is keyed by the field name and the seed, so adding an axis never
+        changes it."""
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed,
+                                                            int(_digest(field)[:16], 16)]))
+        if self.values_ is not None:
+            return [self.values_[int(i)] for i in rng.integers(len(self.values_), size=self.num)]
+        low, high = float(self.low or 0), float(self.high or 0)
+        if self.random == "uniform":
+            return [float(v) for v in rng.uniform(low, high, self.num)]
+        if self.random == "loguniform":
+            return [float(v) for v in np.exp(rng.uniform(np.log(low), np.log(high), self.num))]
+        return [int(v) for v in rng.integers(int(low), int(high), self.num, endpoint=True)]
 
 
 def axis_values(field: str, value: Any) -> list[Any]:
     """The values of one axis from its TOML form (a list, a range table or a random table)."""
+    kind: type[ListAxis | RangeAxis | RandomAxis]
     if isinstance(value, list):
-        if not value:
-            raise ValueError(f"axes.{field} must not be an empty list")
-        if len(value) > MAX_AXIS_VALUES:
-            raise ValueError(f"axes.{field} has {len(value)} values, more than {MAX_AXIS_VALUES}")
-        return list(value)
-    if isinstance(value, Mapping):
-        return _random_values(field, value) if "random" in value else _range_values(field, value)
-    raise ValueError(f"axes.{field} must be a list, a range table or a random table, got {value!r}")
+        kind = ListAxis
+    elif isinstance(value, Mapping) and "random" in value:
+        kind = RandomAxis
+    elif isinstance(value, Mapping) and {"start", "stop"} & set(value):
+        kind = RangeAxis
+    elif isinstance(value, Mapping):
+        raise ValueError(
+            f"axes.{field} must be a list, a range table or a random table; a nested table "
+            f"was given (quote dotted field names: \"{field}.x\" = [...])")
+    else:
+        raise ValueError(f"axes.{field} must be a list, a range table or a random table, "
+                         f"got {value!r}")
+    return validated(kind, value, noun="sweep", prefix=f"axes.{field}").values(field)
+
+
+class _SpecFile(_Strict):
+    """The top level of a sweep file."""
+
+    name: str = "sweep"
+    seeds: Int = Field(1, ge=1, le=MAX_RUNS)
+    chunk_size: Int = Field(DEFAULT_CHUNK_SIZE, ge=1)
+    base: dict[str, Any] = Field(default_factory=dict)
+    axes: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("axes")
+    @classmethod
+    def _field_names(cls, axes: dict[str, Any]) -> dict[str, Any]:
+        for field in axes:
+            if not field or any(not p for p in field.split(".")):
+                raise ValueError(f"invalid field name {field!r}")
+        return axes
 
 
 @dataclass(frozen=True)
@@ -284,33 +328,15 @@ class SweepSpec:
 
 
 def parse_spec(data: Mapping[str, Any]) -> SweepSpec:
-    """Validate a sweep from its TOML data; every error names the offending field."""
-    _check_keys(data, _TOP_KEYS, "sweep")
-    name = data.get("name", "sweep")
-    if not isinstance(name, str):
-        raise ValueError(f"name must be a string, got {name!r}")
-    seeds = _count(data.get("seeds", 1), "seeds", high=MAX_RUNS)
-    chunk_size = _count(data.get("chunk_size", DEFAULT_CHUNK_SIZE), "chunk_size")
-    base = data.get("base", {})
-    if not isinstance(base, Mapping):
-        raise ValueError("base must be a table of configuration fields")
-    axes_raw = data.get("axes", {})
-    if not isinstance(axes_raw, Mapping):
-        raise ValueError("axes must be a table: field = list | range | random")
-    axes: dict[str, list[Any]] = {}
-    for field, value in axes_raw.items():
-        if not field or any(not p for p in field.split(".")):
-            raise ValueError(f"axes: invalid field name {field!r}")
-        if isinstance(value, Mapping) and not ({"random", "start", "stop"} & set(value)):
-            raise ValueError(
-                f"axes.{field} must be a list, a range table or a random table; a nested table "
-                f"was given (quote dotted field names: \"{field}.x\" = [...])")
-        axes[field] = axis_values(field, value)
-    n_runs = math.prod(len(v) for v in axes.values()) * seeds
+    """Validate a sweep from its TOML data; every error names the offending field and its
+    allowed range."""
+    top = validated(_SpecFile, data, noun="sweep")
+    axes = {field: axis_values(field, value) for field, value in top.axes.items()}
+    n_runs = math.prod(len(v) for v in axes.values()) * top.seeds
     if n_runs > MAX_RUNS:
         raise ValueError(f"the sweep has {n_runs} runs (configurations x seeds), more than the "
                          f"ceiling of {MAX_RUNS}; split it or use fewer values or seeds")
-    return SweepSpec(name, json.loads(json.dumps(dict(base))), axes, seeds, chunk_size)
+    return SweepSpec(top.name, json.loads(json.dumps(top.base)), axes, top.seeds, top.chunk_size)
 
 
 def load_spec(path: str | Path) -> SweepSpec:
