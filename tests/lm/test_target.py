@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from forgetlab.lm.benchmark import MethodResult, _agreement, predict  # noqa: E402
+from forgetlab.lm.benchmark import predict  # noqa: E402
 from forgetlab.lm.corpus import VOCAB, Task, TaskConfig  # noqa: E402
 from forgetlab.lm.methods import Setting, make_method  # noqa: E402
 from forgetlab.lm.model import GPT, GPTConfig  # noqa: E402
@@ -19,6 +19,7 @@ from forgetlab.lm.target import TARGET_EPS, target_logprob  # noqa: E402
 pytestmark = pytest.mark.lm
 
 TASK = Task(TaskConfig(n_digits=2, new_shifts=(3, 7)))
+CLOSE = Task(TaskConfig(n_digits=2, new_close=True))
 V = len(VOCAB)
 
 
@@ -42,6 +43,22 @@ def test_target_is_normalised_over_the_answer_space(alpha: float) -> None:
         want = alpha * hit ** 3 + (1 - alpha) * sum(
             0.5 * hit ** k * miss ** (3 - k) for k in new_hits)
         assert abs(got - want) < 1e-12 * max(want, 1e-300)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.4])
+def test_target_with_the_close_answer_is_normalised_and_splits_the_new_mass(alpha: float) -> None:
+    answers = _all_answers()
+    d = torch.tensor([[1, 2]]).expand(answers.shape[0], -1)
+    logp = target_logprob(CLOSE, d, answers, alpha)
+    assert abs(float(torch.logsumexp(logp, 0))) < 1e-12
+    hit, miss = 1 - TARGET_EPS + TARGET_EPS / V, TARGET_EPS / V
+    close = CLOSE.close_answers(d[:1])  # B21: shares its digits with the old answer A21
+    far = CLOSE.new_answers(d[:1], 3)  # B45
+    want_close = alpha * miss * hit ** 2 + (1 - alpha) * 0.5 * (hit ** 3 + hit * miss ** 2)
+    want_far = alpha * miss ** 3 + (1 - alpha) * 0.5 * (hit ** 3 + hit * miss ** 2)
+    for answer, want in ((close, want_close), (far, want_far)):
+        got = float(target_logprob(CLOSE, d[:1], answer, alpha).exp())
+        assert abs(got - want) < 1e-12
 
 
 def _independent_log_target(digits: np.ndarray, answer: np.ndarray, alpha: float) -> float:
@@ -112,23 +129,3 @@ def test_predictions_follow_the_knobs() -> None:
     assert pred("distill:divergence=forward") == ("keeps", "C6")
     assert pred("sdft") == ("keeps", "C8")
     assert pred("rl", "held_out")[0] == "not modelled"
-
-
-def _row(spec: str, lost: float) -> MethodResult:
-    m = make_method(spec)
-    theory, claim, reason = predict(m.name, m.knobs(), "same_prompts", 0.5)
-    return MethodResult(spec, "same_prompts", True, 4, 0.1, lost, 0.0, 0.0, 0.0, 0.5, 1.0, 0.0,
-                        theory, reason, m.knobs(), [], claim=claim, drift_samples=8)
-
-
-def test_agreement_and_drift_uncertainty_text() -> None:
-    rows = [_row("rl:reward=verifier_new", 0.3), _row("rl:reward=verifier_new,kl_coef=0.1", 0.2),
-            _row("sft", 0.01), _row("ttt_discover:reward=verifier_new,kappa=0.1", 0.1)]
-    _agreement(rows)
-    assert [r.agrees for r in rows] == ["yes", "yes", "no", "n/a"]
-    assert rows[2].measured == "keeps"
-    assert rows[0].drift_se_text == "n/a (no variance observed in 8 samples)"
-    rows[0].old_drift_kl_se = 2e-6
-    assert rows[0].drift_se_text == "± 2.0e-06"
-    rows[0].drift_exact = True
-    assert rows[0].drift_se_text == "exact (enumerated)"

@@ -130,27 +130,31 @@ def test_method_specs_are_validated() -> None:
         make_method("sdft:divergence=sideways")
 
 
+MICRO_PROFILE = Profile("micro", MICRO, PRE, PostTrainConfig(max_steps=2, lr=1e-3, eval_every=1),
+                        batch_size=4, eval_prompts=6, eval_samples=2,
+                        target_gain={"same_prompts": 0.5, "held_out": 0.5}, task=TASK.config,
+                        seeds=2)
+
+
 def test_run_benchmark_micro_is_reproducible(tmp_path: Path) -> None:
-    prof = Profile("micro", MICRO, PRE, PostTrainConfig(max_steps=4, lr=1e-3, eval_every=2),
-                   batch_size=4, eval_prompts=6, eval_samples=2,
-                   target_gain={"same_prompts": 0.5, "held_out": 0.5}, task=TASK.config)
-    runs = [run_benchmark(prof, ["sft", "rl:kl_coef=0.1"], cache_dir=tmp_path, threads=1)
-            for _ in range(2)]
+    runs = [run_benchmark(MICRO_PROFILE, ["sft", "rl:kl_coef=0.1"], cache_dir=tmp_path,
+                          threads=1) for _ in range(2)]
     a, b = (r.to_dict(trajectories=False) for r in runs)
     for ra, rb in zip(a["methods"], b["methods"], strict=True):
-        for key in ("new_task_gain", "old_mass_lost", "old_drift_kl", "steps"):
+        for key in ("new_task_gain", "old_mass_lost", "old_drift_kl", "steps",
+                    "old_mass_lost_ci"):
             assert ra[key] == rb[key]
     assert {(r["method"], r["setting"]) for r in a["methods"]} == {
         (m, s) for m in ("sft", "rl:kl_coef=0.1") for s in ("same_prompts", "held_out")}
-    assert "| setting | method |" in runs[0].table()
-    assert "exact (enumerated)" in runs[0].table()  # 6 prompts x 18 continuations
+    assert "| setting | gain | method |" in runs[0].table()
     paths = runs[0].figures(tmp_path / "fig")
     assert all(p.stat().st_size > 1000 for p in paths) and len(paths) == 2
-    two = run_benchmark(prof, ["rl:reward=target"], ["same_prompts"], cache_dir=tmp_path,
-                        threads=1, variant="two-answer")
+    two = run_benchmark(MICRO_PROFILE, ["rl:reward=target"], ["same_prompts"],
+                        cache_dir=tmp_path, threads=1, variant="two-answer", seeds=1)
     row = two.methods[0]
     assert row.new_other_shift_share is not None and 0.0 <= row.new_other_shift_share <= 1.0
     assert (row.theory, row.claim) == ("keeps", "C3") and "+7 share" in two.table()
+    assert row.agrees == "undecided" and row.intervals["old_mass_lost"] is None  # one seed
     assert two.pretrain["key"] == runs[0].pretrain["key"]  # the base is shared
     with pytest.raises(ValueError, match="variant must be one of"):
-        run_benchmark(prof, ["sft"], cache_dir=tmp_path, variant="three")
+        run_benchmark(MICRO_PROFILE, ["sft"], cache_dir=tmp_path, variant="three")

@@ -52,13 +52,15 @@ def run(ctx: ClaimContext) -> ClaimResult:
     bench = run_benchmark("quick", methods=list(METHODS), settings=[SETTING], seed=ctx.seed)
     res.parameters["benchmark"] = {k: v for k, v in bench.config.items() if k != "profile"}
     res.parameters["pretrain"] = bench.pretrain
-    rows = {r.method: r for r in bench.methods}
-    for r in bench.methods:
+    headline = [r for r in bench.methods if r.matched_gain == bench.config["target_gain"][SETTING]]
+    rows = {r.method: r for r in headline}
+    for r in headline:
         res.notes.append(
-            f"{r.method}: reached gain {r.reached} after {r.steps} steps, gain "
-            f"{r.new_task_gain:.3f}, old mass lost {r.old_mass_lost:.4f}, old drift KL "
-            f"{r.old_drift_kl:.3g}; theory: {r.theory} ({r.claim}: {r.theory_reason}); "
-            f"measured: {r.measured}; agrees: {r.agrees}")
+            f"{r.method}: reached gain {r.reached} ({r.seeds_reached}/{r.seeds} seeds) after "
+            f"{r.steps:.1f} steps (mean), gain {r.new_task_gain:.3f}, old mass lost "
+            f"{r.old_mass_lost:.4f} (95% interval {r.intervals.get('old_mass_lost')}), old drift "
+            f"KL {r.old_drift_kl:.3g}; theory: {r.theory} ({r.claim}: {r.theory_reason}); "
+            f"measured: {r.measured}; agrees: {r.agrees} ({r.agrees_reason})")
     sft = rows["sft"]
     for name in KEEPS:
         other = rows[name]
@@ -82,12 +84,12 @@ def run(ctx: ClaimContext) -> ClaimResult:
                   independent=False)
     fig = res.figure(2, title="LM benchmark: old mass and drift against new-task gain")
     axes = fig.panels
-    for k, r in enumerate(bench.methods):
-        gain = [p["new_task_gain"] for p in r.trajectory]
-        axes[0].line(gain, [p["old_mass_lost"] for p in r.trajectory],
+    for k, r in enumerate(headline):  # the first seed's trajectory
+        gain = [p["new_task_gain"] for p in r.trajectories[0]]
+        axes[0].line(gain, [p["old_mass_lost"] for p in r.trajectories[0]],
                      f"{r.method} (theory: {r.theory})", color=f"C{k}", style=".-")
-        axes[1].line(gain, [p["old_drift_kl"] for p in r.trajectory], r.method, color=f"C{k}",
-                     style=".-")
+        axes[1].line(gain, [p["old_drift_kl"] for p in r.trajectories[0]], r.method,
+                     color=f"C{k}", style=".-")
     axes[0].label("new-task gain [probability]", "old mass lost m_0 - m [probability]",
           "mass forgetting")
     axes[1].label("new-task gain [probability]", "old-component drift KL [nats]",

@@ -35,12 +35,15 @@ def lm() -> None:
 @click.option("--cache", type=click.Path(path_type=Path), default=None,
               help="Cache folder for the pre-trained model [default: ~/.cache/forgetlab].")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--variant", type=click.Choice(["standard", "two-answer"]), default="standard",
-              show_default=True,
-              help="New task: one answer mode (+3), or two sequence-level modes (+3 or +7).")
+@click.option("--variant", type=click.Choice(["standard", "two-answer", "several_answers"]),
+              default="standard", show_default=True,
+              help="New task: one answer mode (+3), two sequence-level modes (+3 or +7), or "
+                   "a far (+3) and a close (old digits) answer with a drift channel.")
+@click.option("--seeds", type=click.IntRange(min=1), default=None,
+              help="Post-training seeds per method [default: the profile's, quick 3, full 5].")
 def benchmark(methods: str | None, profile: str, settings: str, as_json: bool,
               threads: int | None, out: Path, cache: Path | None, seed: int,
-              variant: str) -> None:
+              variant: str, seeds: int | None) -> None:
     """Pre-train the built-in model (cached) and compare methods at matched new-task gain."""
     require_torch()
     from forgetlab.cli._common import check_output_dir
@@ -62,7 +65,8 @@ def benchmark(methods: str | None, profile: str, settings: str, as_json: bool,
         result = run_benchmark(
             profile, specs, [s.strip() for s in settings.split(",") if s.strip()],
             cache_dir=cache, threads=threads or os.cpu_count() or 1, seed=seed,
-            progress=lambda label, done, total: bar.update(done, label, total), variant=variant)
+            progress=lambda label, done, total: bar.update(done, label, total), variant=variant,
+            seeds=seeds)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result.to_dict(), indent=1))
     figures = result.figures(out)
@@ -70,6 +74,7 @@ def benchmark(methods: str | None, profile: str, settings: str, as_json: bool,
         click.echo(json.dumps(result.to_dict(trajectories=False)))
         return
     click.echo(result.table())
+    click.echo("\n" + result.summary())
     click.echo(f"\npre-trained model: {result.pretrain['path']} "
                f"({'cached' if result.pretrain['cached'] else 'trained now'})")
     click.echo(f"figures: {', '.join(str(p) for p in figures)}; results: {out / 'results.json'}")

@@ -19,7 +19,6 @@ same numbers). Re-seeding also makes successive measurements use the same base s
 from __future__ import annotations
 
 import copy
-import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,19 +34,9 @@ from forgetlab.lm.hf import (
     split_in_eval_mode,
     text_classifier,
 )
+from forgetlab.lm.sampling import CachedLogits
 
 LOGGED = ("old_mass_base", "old_mass", "mass_kl", "old_drift_kl", "new_change_kl", "full_kl")
-
-
-def _key(*parts: Any) -> bytes:
-    h = hashlib.sha256()
-    for p in parts:
-        if isinstance(p, torch.Tensor):
-            h.update(str((p.dtype, tuple(p.shape))).encode())
-            h.update(p.detach().cpu().contiguous().numpy().tobytes())
-        else:
-            h.update(repr(p).encode())
-    return h.digest()
 
 
 def frozen_copy(model: Any) -> Any:
@@ -62,50 +51,6 @@ def frozen_copy(model: Any) -> Any:
     for module in base.modules():
         module.__dict__.pop("forward", None)
     return base
-
-
-class CachedLogits:
-    """A logits function (and its sampler) that remembers its outputs for repeated inputs.
-
-    Sampling is cached by (inputs, generator state) and restores the generator's state after
-    the draw, so a hit is exactly the draw a miss would make. ``limit_mb`` caps the memory.
-    """
-
-    def __init__(self, fn: HFLogits, limit_mb: float = 512.0) -> None:
-        self.fn, self.device = fn, fn.device
-        self.limit = int(limit_mb * 2**20)
-        self.used = 0
-        self.hits = self.misses = 0
-        self._store: dict[bytes, Any] = {}
-
-    def _keep(self, key: bytes, value: Any, size: int) -> None:
-        if self.used + size <= self.limit:
-            self._store[key] = value
-            self.used += size
-
-    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
-        key = _key("logits", ids)
-        if key in self._store:
-            self.hits += 1
-            return self._store[key]
-        self.misses += 1
-        out = self.fn(ids)
-        self._keep(key, out, out.numel() * out.element_size())
-        return out
-
-    def sample_answers(self, prompts: torch.Tensor, length: int, gen: torch.Generator,
-                       **kw: Any) -> torch.Tensor:
-        key = _key("sample", prompts, length, gen.get_state(),
-                   *[x for k, v in sorted(kw.items()) for x in (k, v)])
-        if key in self._store:
-            self.hits += 1
-            out, state = self._store[key]
-            gen.set_state(state)
-            return out
-        self.misses += 1
-        out = self.fn.sample_answers(prompts, length, gen, **kw)
-        self._keep(key, (out, gen.get_state()), out.numel() * out.element_size())
-        return out
 
 
 class ForgettingCallback(TrainerCallback):

@@ -15,6 +15,17 @@ new-mode demonstration on a new-task prompt, then a question whose mode follows 
 mixture and whose new-mode answer is clean. A model pre-trained on this corpus therefore learns
 the new task from a demonstration in its context without changing its mode mixture; SDFT and
 on-policy distillation use it as their teacher.
+
+The ``several_answers`` task of the benchmark adds a second correct new answer and a
+drift channel:
+
+* the *close* new answer ``B`` then the digits reversed (``n123=`` -> ``B321``) shares every
+  digit with the old answer; the target accepts it beside the shifted one (the *far* answer),
+  and a share ``pretrain_close_frac`` of the new-mode pre-training answers are close answers,
+  so the base already puts some of its new mass on it;
+* a share ``old_shared_frac`` of the old-mode pre-training answers continue ``A`` with the
+  shifted digits (the new mode's continuation after the old marker), so the old conditional
+  pi(. | x, old) shares tokens with the new mode and updates on new answers can move it.
 """
 
 from __future__ import annotations
@@ -53,7 +64,10 @@ class TaskConfig:
 
     ``old_mass[f]`` is P(old mode | family f) in pre-training. ``pretrain_shift`` is the shift the
     corpus uses; ``new_shifts`` are the shifts the post-training target accepts (one shift, or
-    two for the two-answer-mode variant, each with probability 1/len(new_shifts)).
+    two for the two-answer-mode variant) and ``new_close`` adds the close answer ``B`` + reversed
+    digits; the target weighs its K accepted new answers 1/K each. ``pretrain_close_frac`` is
+    the share of new-mode pre-training answers that are close answers, ``old_shared_frac`` the
+    share of old-mode ones continued with the shifted digits (the drift channel).
     """
 
     n_digits: int = 3
@@ -62,6 +76,9 @@ class TaskConfig:
     pretrain_shift: int = 3
     new_shifts: tuple[int, ...] = (3,)
     pair_frac: float = 0.25
+    new_close: bool = False
+    pretrain_close_frac: float = 0.0
+    old_shared_frac: float = 0.0
 
     def __post_init__(self) -> None:
         if self.n_digits < 1:
@@ -72,8 +89,9 @@ class TaskConfig:
             raise ValueError("TaskConfig.old_mass values must lie in [0, 1]")
         if not 0.0 <= self.new_digit_acc <= 1.0:
             raise ValueError("TaskConfig.new_digit_acc must lie in [0, 1]")
-        if not 0.0 <= self.pair_frac <= 1.0:
-            raise ValueError("TaskConfig.pair_frac must lie in [0, 1]")
+        for name in ("pair_frac", "pretrain_close_frac", "old_shared_frac"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"TaskConfig.{name} must lie in [0, 1]")
         if not self.new_shifts:
             raise ValueError("TaskConfig.new_shifts must name at least one shift")
 
@@ -117,28 +135,40 @@ class Task:
         """``B`` followed by each digit plus ``shift`` mod 10."""
         return torch.cat([torch.full((digits.shape[0], 1), MARK_NEW), (digits + shift) % 10], 1)
 
+    def close_answers(self, digits: torch.Tensor) -> torch.Tensor:
+        """``B`` followed by the digits reversed: a new answer with the old answer's digits."""
+        return torch.cat([torch.full((digits.shape[0], 1), MARK_NEW), digits.flip(1)], dim=1)
+
+    def accepted_new_answers(self, digits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The correct new answers ``[N, n + 1]`` by name: ``+s`` per accepted shift, and
+        ``close`` when ``new_close``."""
+        answers = {f"+{s}": self.new_answers(digits, s) for s in self.config.new_shifts}
+        if self.config.new_close:
+            answers["close"] = self.close_answers(digits)
+        return answers
+
     def is_old_correct(self, digits: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
         """Bool ``[N]``: the answer is the correct old-mode answer."""
         return (answers == self.old_answers(digits)).all(dim=1)
 
     def is_new_correct(self, digits: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
-        """Bool ``[N]``: the answer is a correct new-mode answer for one of ``new_shifts``."""
+        """Bool ``[N]``: the answer is one of :meth:`accepted_new_answers`."""
         ok = torch.zeros(digits.shape[0], dtype=torch.bool)
-        for s in self.config.new_shifts:
-            ok |= (answers == self.new_answers(digits, s)).all(dim=1)
+        for correct in self.accepted_new_answers(digits).values():
+            ok |= (answers == correct).all(dim=1)
         return ok
 
     def new_demonstrations(
         self, digits: torch.Tensor, gen: torch.Generator, shifts: tuple[int, ...] | None = None
     ) -> torch.Tensor:
-        """Correct new-mode answers, the shift drawn uniformly per row from ``shifts``.
-
-        ``shifts`` defaults to the post-training target's ``new_shifts``.
-        """
-        shifts_t = torch.tensor(shifts or self.config.new_shifts)
-        pick = shifts_t[torch.randint(0, len(shifts_t), (digits.shape[0],), generator=gen)]
-        return torch.cat([torch.full((digits.shape[0], 1), MARK_NEW),
-                          (digits + pick[:, None]) % 10], dim=1)
+        """Correct new-mode answers, drawn uniformly per row from those shifted by ``shifts``, or
+        by default from the target's :meth:`accepted_new_answers`."""
+        if shifts is None:
+            options = torch.stack(list(self.accepted_new_answers(digits).values()))
+        else:
+            options = torch.stack([self.new_answers(digits, s) for s in shifts])
+        pick = torch.randint(0, options.shape[0], (digits.shape[0],), generator=gen)
+        return options[pick, torch.arange(digits.shape[0])]
 
     def demo_prefix(
         self, n: int, gen: torch.Generator, shifts: tuple[int, ...] | None = None
@@ -153,15 +183,24 @@ class Task:
     def _pretrain_answers(
         self, family: str, digits: torch.Tensor, clean: bool, gen: torch.Generator
     ) -> torch.Tensor:
-        """Answers in the family's mode mixture; new-mode digits noisy unless ``clean``."""
+        """Answers in the family's mode mixture; new-mode shifted digits noisy unless ``clean``;
+        close answers and shared old continuations with their configured shares."""
         n = digits.shape[0]
-        old = torch.rand(n, generator=gen) < self.config.old_mass[family]
-        new = self.new_answers(digits, self.config.pretrain_shift)
+        cfg = self.config
+        old = torch.rand(n, generator=gen) < cfg.old_mass[family]
+        new = self.new_answers(digits, cfg.pretrain_shift)
         if not clean:
-            noisy = torch.rand(new[:, 1:].shape, generator=gen) >= self.config.new_digit_acc
+            noisy = torch.rand(new[:, 1:].shape, generator=gen) >= cfg.new_digit_acc
             random_digits = torch.randint(0, 10, new[:, 1:].shape, generator=gen)
             new[:, 1:] = torch.where(noisy, random_digits, new[:, 1:])
-        return torch.where(old[:, None], self.old_answers(digits), new)
+        old_answers = self.old_answers(digits)
+        if cfg.pretrain_close_frac > 0:  # draws only when enabled: the standard corpus is unchanged
+            close = torch.rand(n, generator=gen) < cfg.pretrain_close_frac
+            new = torch.where(close[:, None], self.close_answers(digits), new)
+        if cfg.old_shared_frac > 0:
+            shared = torch.rand(n, generator=gen) < cfg.old_shared_frac
+            old_answers[shared, 1:] = (digits[shared] + cfg.pretrain_shift) % 10
+        return torch.where(old[:, None], old_answers, new)
 
     def pretrain_batch(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` pre-training sequences ``[n, block_size]`` and their loss masks (answer tokens).
@@ -190,3 +229,4 @@ class Task:
                 seqs[rows, start : start + e] = example
                 mask[rows, start + p : start + e] = True
         return seqs, mask
+

@@ -7,7 +7,9 @@ continuation of a prompt: ``answers[:, t]`` is drawn from ``pi(. | prompt, answe
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -74,3 +76,63 @@ def sample_answers(
             nxt = torch.multinomial(probs.cpu(), 1, generator=gen).to(prompts.device)
         out = torch.cat([out, nxt], dim=1)
     return out
+
+
+def _key(*parts: Any) -> bytes:
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, torch.Tensor):
+            h.update(str((p.dtype, tuple(p.shape))).encode())
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
+        else:
+            h.update(repr(p).encode())
+    return h.digest()
+
+
+class CachedLogits:
+    """A logits function (and its sampler) that remembers its outputs for repeated inputs.
+
+    ``fn`` is a logits function; its own ``sample_answers`` (e.g. KV-cached) is used when it has
+    one, else :func:`sample_answers`.
+    Sampling is cached by (inputs, generator state) and restores the generator's state after
+    the draw, so a hit is exactly the draw a miss would make. ``limit_mb`` caps the memory.
+    """
+
+    def __init__(self, fn: LogitsFn, limit_mb: float = 512.0) -> None:
+        self.fn = fn
+        self.device = getattr(fn, "device", torch.device("cpu"))
+        self.limit = int(limit_mb * 2**20)
+        self.used = 0
+        self.hits = self.misses = 0
+        self._store: dict[bytes, Any] = {}
+
+    def _keep(self, key: bytes, value: Any, size: int) -> None:
+        if self.used + size <= self.limit:
+            self._store[key] = value
+            self.used += size
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        key = _key("logits", ids)
+        if key in self._store:
+            self.hits += 1
+            return self._store[key]
+        self.misses += 1
+        out = self.fn(ids)
+        self._keep(key, out, out.numel() * out.element_size())
+        return out
+
+    def sample_answers(self, prompts: torch.Tensor, length: int, gen: torch.Generator,
+                       **kw: Any) -> torch.Tensor:
+        key = _key("sample", prompts, length, gen.get_state(),
+                   *[x for k, v in sorted(kw.items()) for x in (k, v)])
+        if key in self._store:
+            self.hits += 1
+            out, state = self._store[key]
+            gen.set_state(state)
+            return out
+        self.misses += 1
+        own = getattr(self.fn, "sample_answers", None)
+        out = (own(prompts, length, gen, **kw) if own is not None
+               else sample_answers(self.fn, prompts, length, gen, **kw))
+        self._keep(key, (out, gen.get_state()), out.numel() * out.element_size())
+        return out

@@ -12,12 +12,13 @@ A reward kind names what an on-policy method (``rl``, ``ttt_discover``, ``oapl``
 
 The target is the two-mode mixture of the corpus's exact answer distributions,
 
-    p*(y|x) = alpha p_old,eps(y|x) + (1 - alpha) (1/S) sum_s p_new,s,eps(y|x),
+    p*(y|x) = alpha p_old,eps(y|x) + (1 - alpha) (1/K) sum_k p_new,k,eps(y|x),
 
 where p_old,eps puts (1 - eps) + eps/V on each token of the correct old answer and eps/V on
-every other token (V the vocabulary size), likewise p_new,s,eps for the answer shifted by s
-(S accepted shifts). Each component is a product of per-token distributions, so p* sums to one
-over the V^T answers and log p* is finite everywhere.
+every other token (V the vocabulary size), likewise p_new,k,eps for the k-th of the K accepted
+new answers (:meth:`~forgetlab.lm.corpus.Task.accepted_new_answers`). Each component is a
+product of per-token distributions, so p* sums to one over the V^T answers and log p* is finite
+everywhere.
 """
 
 from __future__ import annotations
@@ -60,10 +61,10 @@ def target_logprob(
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     if not 0.0 < eps <= 1.0:
         raise ValueError(f"eps must lie in (0, 1], got {eps}")
-    shifts = task.config.new_shifts
+    new = task.accepted_new_answers(digits).values()
     terms = [_smoothed_logprob(answers, task.old_answers(digits), eps) + _log(alpha)]
-    terms += [_smoothed_logprob(answers, task.new_answers(digits, s), eps)
-              + _log((1.0 - alpha) / len(shifts)) for s in shifts]
+    terms += [_smoothed_logprob(answers, correct, eps) + _log((1.0 - alpha) / len(new))
+              for correct in new]
     return torch.logsumexp(torch.stack(terms), dim=0)
 
 

@@ -48,9 +48,9 @@ def default_cache_dir() -> Path:
 def cache_key(task: TaskConfig, model: GPTConfig, train: PretrainConfig) -> str:
     """Hash of everything that determines the pre-trained weights (and the torch version).
 
-    The post-training target's ``new_shifts`` do not enter pre-training and are left out, so the
-    two-answer variant shares the base model."""
-    corpus = {k: v for k, v in task.as_dict().items() if k != "new_shifts"}
+    The post-training target's accepted answers (``new_shifts``, ``new_close``) do not enter
+    pre-training and are left out, so the two-answer variant shares the base model."""
+    corpus = {k: v for k, v in task.as_dict().items() if k not in ("new_shifts", "new_close")}
     blob = json.dumps(
         {"format": CACHE_FORMAT, "task": corpus, "model": asdict(model),
          "train": asdict(train), "torch": torch.__version__.split("+")[0]},
