@@ -124,7 +124,7 @@ def test_method_specs_are_validated() -> None:
         "divergence": "jsd", "beta": 0.3}
     with pytest.raises(ValueError, match="unknown method"):
         make_method("nope")
-    with pytest.raises(ValueError, match="no knob"):
+    with pytest.raises(ValueError, match="unknown knob"):
         make_method("rl:tau=1")
     with pytest.raises(ValueError, match="divergence"):
         make_method("sdft:divergence=sideways")
