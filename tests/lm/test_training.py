@@ -98,7 +98,10 @@ def micro_base(tmp_path_factory: pytest.TempPathFactory) -> GPT:
 
 @pytest.mark.parametrize("spec", ["rl:reward=target", "ttt_discover:reward=target",
                                   "oapl:reward=target,lag=1",
-                                  "iterative_sft:reward=verifier_new,regenerate_every=1"])
+                                  "iterative_sft:reward=verifier_new,regenerate_every=1",
+                                  "ttt_discover:reward=target,reuse=3,clip_eps=0.2",
+                                  "rl:reward=target,ppo_epochs=2,clip_eps=0.2",
+                                  "sdft:teacher=base,divergence=reverse"])
 def test_reward_kinds_step(micro_base: GPT, spec: str) -> None:
     base = micro_base
     policy = GPT(MICRO)
