@@ -16,7 +16,7 @@ from forgetlab.methods.ttt_discover import (
     LN2,
     adaptive_gamma,
     ball_tilt_moments,
-    loo_entropic_advantages,
+    entropic_loo_advantages,
 )
 from forgetlab.mixture import MixtureParams, TwoModeMixture
 from forgetlab.theory.near_policy import linear_tilt
@@ -49,8 +49,8 @@ def test_loo_advantages_match_direct_formula() -> None:
     gamma = rng.uniform(0.1, 2.0, size=50)
     e = np.exp(gamma[:, None] * r)
     direct = e / ((e.sum(-1, keepdims=True) - e) / 5) - 1
-    np.testing.assert_allclose(loo_entropic_advantages(r, gamma), direct, rtol=1e-10)
-    big = loo_entropic_advantages(np.array([[0.0, 1.0, 1.0]]), 800.0)
+    np.testing.assert_allclose(entropic_loo_advantages(r, gamma), direct, rtol=1e-10)
+    big = entropic_loo_advantages(np.array([[0.0, 1.0, 1.0]]), 800.0)
     assert np.all(np.isfinite(big)) and big[0, 0] == -1.0
 
 

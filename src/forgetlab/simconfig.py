@@ -35,6 +35,7 @@ from forgetlab._validation import Float, Int, validated
 from forgetlab.config import ALLOWED, MAX_DIM, MixtureProblem
 from forgetlab.methods import get_method
 from forgetlab.methods.base import Knob
+from forgetlab.vocabulary import METHODS, canonical_name, expand_aliases
 
 
 class _Strict(BaseModel):
@@ -81,6 +82,17 @@ class SimulationConfig(_Strict):
     max_distance: Float = Field(1e3, gt=0.0)
     exact_metrics: bool = True
     problem: ProblemConfig = Field(default_factory=lambda: ProblemConfig.model_validate({}))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _knob_aliases(cls, data: Any) -> Any:
+        """Old knob names (OAPL's ``tau``, distillation's ``mix``) replaced by the knobs they
+        set, so that every reader of ``knobs`` sees the table's names."""
+        if isinstance(data, dict) and isinstance(data.get("knobs"), dict):
+            method = canonical_name(str(data.get("method", "sft")))
+            if method in METHODS:
+                data = {**data, "knobs": expand_aliases(method, data["knobs"])}
+        return data
 
     @model_validator(mode="after")
     def _method(self) -> SimulationConfig:

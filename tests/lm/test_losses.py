@@ -98,8 +98,9 @@ def test_adaptive_gamma_ln2_rule() -> None:
     for b in range(2):
         w = _softmax(g[b].item() * r[b].numpy())
         assert abs(float((w * np.log(8 * w)).sum()) - math.log(2)) < 1e-8
-    # five winners of eight: KL to uniform is at most log(8/5) < ln 2 -> gamma_max
-    assert g[2].item() == 10.0 and g[3].item() == 10.0
+    # five winners of eight: KL to uniform is at most log(8/5) < ln 2 -> the cap (spread 1);
+    # equal rewards: gamma does not matter (every advantage is 0), the rule returns 0
+    assert g[2].item() == 10.0 and g[3].item() == 0.0
 
 
 def test_oapl_loss_direct_and_zero_at_optimum() -> None:

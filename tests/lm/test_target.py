@@ -107,7 +107,7 @@ def test_reward_knob_is_validated() -> None:
     assert make_method("rl:reward=target").knobs()["reward"] == "target"
     with pytest.raises(ValueError, match="reward must be one of"):
         make_method("rl:reward=bogus")
-    with pytest.raises(ValueError, match="reward must be one of verifier, verifier_both"):
+    with pytest.raises(ValueError, match="one of .verifier., .verifier_both., .verifier_new., got"):
         make_method("rft:reward=target")
 
 

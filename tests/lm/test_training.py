@@ -98,7 +98,10 @@ def micro_base(tmp_path_factory: pytest.TempPathFactory) -> GPT:
 
 @pytest.mark.parametrize("spec", ["rl:reward=target", "ttt_discover:reward=target",
                                   "oapl:reward=target,lag=1",
-                                  "iterative_sft:reward=verifier_new,regenerate_every=1"])
+                                  "iterative_sft:reward=verifier_new,regenerate_every=1",
+                                  "ttt_discover:reward=target,reuse=3,clip_eps=0.2",
+                                  "rl:reward=target,ppo_epochs=2,clip_eps=0.2",
+                                  "sdft:teacher=base,divergence=reverse"])
 def test_reward_kinds_step(micro_base: GPT, spec: str) -> None:
     base = micro_base
     policy = GPT(MICRO)
@@ -124,7 +127,7 @@ def test_method_specs_are_validated() -> None:
         "divergence": "jsd", "beta": 0.3}
     with pytest.raises(ValueError, match="unknown method"):
         make_method("nope")
-    with pytest.raises(ValueError, match="no knob"):
+    with pytest.raises(ValueError, match="unknown knob"):
         make_method("rl:tau=1")
     with pytest.raises(ValueError, match="divergence"):
         make_method("sdft:divergence=sideways")

@@ -150,7 +150,7 @@ def predict(name: str, knobs: dict[str, Any], setting: str, alpha: float) -> tup
         return "keeps", "C3", f"reverse KL to p* with alpha = {alpha:g}"
     if reward == "verifier_both":
         return "gains", "C8", "tilt multiplies odds by P_old(ok)/P_new(ok) > 1"
-    if name == "rft":
+    if name == "self_sft":
         return "loses", "C2", "SFT on new-mode samples only"
     if any(knobs.get(a, 0) > 0 for a in ANCHORS):
         return "loses less than unanchored", "C8", "anchor to pi_0: bounded odds at the fixed point"

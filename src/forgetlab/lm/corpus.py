@@ -171,10 +171,13 @@ class Task:
         return options[pick, torch.arange(digits.shape[0])]
 
     def demo_prefix(
-        self, n: int, gen: torch.Generator, shifts: tuple[int, ...] | None = None
+        self, n: int, gen: torch.Generator, shifts: tuple[int, ...] | None = None,
+        digits: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``n`` in-context demonstrations ``n<digits>=B<shifted>;`` ``[n, example_len + 1]``."""
-        d = self.questions(n, gen)
+        """``n`` in-context demonstrations ``n<digits>=B<shifted>;`` ``[n, example_len + 1]``,
+        for fresh random questions or, given ``digits [n, n_digits]``, for those questions (a
+        demonstration of the same question, as SDFT's teacher sees it)."""
+        d = self.questions(n, gen) if digits is None else digits
         sep = torch.full((n, 1), SEP, dtype=torch.long)
         demo = self.new_demonstrations(d, gen, shifts)
         return torch.cat([self.prompts("n", d), demo, sep], dim=1)

@@ -3,6 +3,9 @@
 Each method is a small object built by :func:`make_method` from a name and knobs; it holds its
 own state (teacher, lagged sampler, filtered data) and returns the loss of one step from the
 pure functions of :mod:`forgetlab.lm.losses`. The loop lives in :mod:`forgetlab.lm.train`.
+Names, knobs, defaults and ranges come from the method table :mod:`forgetlab.vocabulary`,
+which the mixture's registry reads too (old spellings such as ``ttt-discover`` or ``rft`` are
+accepted as aliases).
 
 Every method sees a :class:`Setting`: the policy pi_theta being trained, the frozen base pi_0,
 the prompt family it trains on, the verifier, the target's old mass and the replay source. The
@@ -11,36 +14,43 @@ setting's), ``verifier_both``, ``verifier_new`` or ``target`` (log p* - log pi, 
 the explicit two-mode target; ``rl``, ``ttt_discover`` and ``oapl`` only).
 
 =================  ==============================================================================
-``sft``            token cross-entropy on new-task demonstrations (forward KL to p_new)
-``replay_sft``     the same on a mixture: ``replay_fraction`` of the batch are old-task
+``sft``            token cross-entropy on new-task demonstrations (forward KL to p_new); with
+                   ``replay="old"``, ``replay_fraction`` of the batch are old-task
                    demonstrations (p_old) on the replay prompts
+``replay_sft``     the same with ``replay="old"``, ``replay_fraction`` 0.5
 ``rl``             GRPO-style REINFORCE: G samples per prompt from pi_theta, group-normalised
-                   advantages (mean-centred leave-one-out for ``reward=target``), no ratio or
-                   clipping; ``kl_coef`` times
-                   (1/2)(log pi_theta - log pi_0)^2 per sampled token
-``rft``            rejection-sampling fine-tuning: SFT on reward-passing samples of pi_0 (0/1 kinds)
-``iterative_sft``  the same, the samples regenerated from pi_theta every ``regenerate_every`` steps
+                   advantages (mean-centred leave-one-out for ``reward=target``); ``kl_coef``
+                   times (1/2)(log pi_theta - log pi_0)^2 per sampled token; optional PPO:
+                   each batch used for ``ppo_epochs`` steps, ratio clipped at ``clip_eps``
+``self_sft``       rejection-sampling fine-tuning (RFT): SFT on reward-passing samples of pi_0
+                   (0/1 kinds), or regenerated from pi_theta every ``regenerate_every`` steps
+``iterative_sft``  the same, regenerated every 10 steps by default
 ``distill``        on-policy distillation: per-token divergence (``reverse`` | ``forward`` |
                    ``jsd`` with ``beta``) to a fixed teacher, pi_0 with a new-task
-                   demonstration in its prompt, on the student's own samples
-``sdft``           the same with the teacher's weights an EMA of the student's (``tau_ema``)
-``ttt_discover``   entropic leave-one-out advantages, gamma by the ln 2 rule, ``kappa`` times the
-                   squared log-ratio penalty to pi_0
+                   demonstration *of the same question* in its prompt, on the student's samples
+``sdft``           the same teacher context, the teacher's weights an EMA of the student's
+                   (``tau_ema``) or the frozen base (``teacher``); per-token forward KL on the
+                   student's samples by default (the authors' as-run setting), or reverse
+``ttt_discover``   entropic leave-one-out advantages, gamma by the ln 2 rule (or fixed
+                   ``gamma``), ``kappa`` times the squared log-ratio penalty to pi_0, a buffer of
+                   the ``reuse`` best past samples, optional ratio clipping ``clip_eps``
 ``oapl``           squared log-ratio regression to r - V_hat on samples of a lagged sampler
-                   synchronised every ``lag`` steps, temperature ``tau``
+                   synchronised every ``lag`` steps, temperatures ``tau_value`` and ``tau_ratio``
 =================  ==============================================================================
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from forgetlab.lm.corpus import Task
 from forgetlab.lm.losses import (
     adaptive_gamma,
+    clipped_policy_loss,
     entropic_loo_advantages,
     generalized_jsd,
     grpo_advantages,
@@ -52,10 +62,9 @@ from forgetlab.lm.losses import (
 )
 from forgetlab.lm.model import GPT
 from forgetlab.lm.sampling import answer_token_logprobs, sample_answers
-from forgetlab.lm.target import check_reward, target_logprob, verifier_reward
+from forgetlab.lm.target import target_logprob, verifier_reward
 from forgetlab.lm.train import frozen_copy
-
-VERIFIERS = ("verifier", "verifier_both", "verifier_new")
+from forgetlab.vocabulary import canonical_name, knobs_for, method_names, validate_knobs
 
 
 @dataclass
@@ -109,10 +118,29 @@ def _sft_loss(model: GPT, prompts: torch.Tensor, answers: torch.Tensor) -> torch
     return token_cross_entropy(logits, answers)
 
 
+def _plain(name: str, value: Any) -> Any:
+    """A validated knob value as a Python scalar (one value: a network is one configuration)."""
+    if not isinstance(value, np.ndarray):
+        return value
+    if value.ndim:
+        raise ValueError(f"{name} must be a single value on the language model")
+    return value.item()
+
+
 class LMMethod:
-    """Base class: knobs are dataclass fields; subclasses implement :meth:`loss`."""
+    """Base class: knobs (from :mod:`forgetlab.vocabulary`) become attributes; subclasses
+    implement :meth:`loss`."""
 
     name: ClassVar[str]
+
+    def __init__(self, **values: Any) -> None:
+        checked = validate_knobs(self.name, knobs_for(self.name, "lm"), values)
+        self._knobs = {k: _plain(k, v) for k, v in checked.items()}
+        for key, value in self._knobs.items():
+            setattr(self, key, value)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._knobs})"
 
     def bind(self, setting: Setting) -> LMMethod:
         """Attach the setting (and build state that depends on it); returns ``self``."""
@@ -127,7 +155,7 @@ class LMMethod:
 
     def knobs(self) -> dict[str, Any]:
         """The method's knob values."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        return dict(self._knobs)
 
     def _group(self, sampler: GPT, g: int, reward: str) -> tuple[
             torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -141,12 +169,29 @@ class LMMethod:
         return digits, prompts, answers, rewards
 
 
-@dataclass
+def _anchored(loss: torch.Tensor, coef: float, setting: Setting, tok: torch.Tensor,
+              prompts: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
+    """``loss`` plus ``coef`` times the squared log-ratio penalty to the base on the sampled
+    tokens ``tok`` (nothing added for coef = 0)."""
+    if coef <= 0:
+        return loss
+    with torch.no_grad():
+        ref = answer_token_logprobs(setting.base, prompts, answers)
+    return loss + coef * squared_log_ratio_penalty(tok, ref)
+
+
 class SFT(LMMethod):
-    """Cross-entropy on demonstrations; ``replay_fraction`` of each batch is old-task data."""
+    """Cross-entropy on demonstrations; with ``replay="old"``, ``replay_fraction`` of each batch
+    is old-task data."""
 
     name: ClassVar[str] = "sft"
-    replay_fraction: float = 0.0
+    replay: str
+    replay_fraction: float
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        if self.replay == "none" and self.replay_fraction > 0:
+            raise ValueError("replay_fraction > 0 needs replay='old' (or use replay_sft)")
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         s = self.s
@@ -160,63 +205,68 @@ class SFT(LMMethod):
         return _sft_loss(s.policy, prompts, answers), {}
 
 
-@dataclass
 class ReplaySFT(SFT):
     """SFT with replay of old-task demonstrations (C6 with R = p_old)."""
 
     name: ClassVar[str] = "replay_sft"
-    replay_fraction: float = 0.5
 
 
-@dataclass
 class RL(LMMethod):
     """GRPO-style REINFORCE and an optional penalty to the base model.
 
     With ``reward=target`` the advantage is the leave-one-out centred signal
-    G/(G-1) (r_i - mean_j r_j), an unbiased estimate of the reverse-KL gradient's weight."""
+    G/(G-1) (r_i - mean_j r_j), an unbiased estimate of the reverse-KL gradient's weight.
+    With ``ppo_epochs`` k > 1 each sampled batch serves k consecutive steps (the samples of
+    an older policy from the second on), and ``clip_eps`` > 0 clips the ratio to the sampler."""
 
     name: ClassVar[str] = "rl"
-    group_size: int = 8
-    kl_coef: float = 0.0
-    reward: str = "verifier"
+    group_size: int
+    kl_coef: float
+    reward: str
+    clip_eps: float
+    ppo_epochs: int
 
-    def __post_init__(self) -> None:
-        check_reward(self.reward)
+    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                         torch.Tensor, torch.Tensor]:
+        """Prompts, answers, rewards [B, G], advantages and the sampler's log-probabilities,
+        drawn afresh every ``ppo_epochs`` steps."""
+        if step % self.ppo_epochs == 0:
+            s = self.s
+            _, prompts, answers, rewards = self._group(s.policy, self.group_size, self.reward)
+            if self.reward == "target":
+                g = self.group_size
+                adv = (g / (g - 1) * (rewards - rewards.mean(-1, keepdim=True))).flatten()
+            else:
+                adv = grpo_advantages(rewards).flatten()
+            with torch.no_grad():
+                old = sequence_logprob(answer_token_logprobs(s.policy, prompts, answers))
+            self._cached = (prompts, answers, rewards, adv.float(), old)
+        return self._cached
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         s = self.s
-        _, prompts, answers, rewards = self._group(s.policy, self.group_size, self.reward)
+        prompts, answers, rewards, adv, old = self._batch(step)
         tok = answer_token_logprobs(s.policy, prompts, answers)
-        if self.reward == "target":
-            g = self.group_size
-            adv = (g / (g - 1) * (rewards - rewards.mean(-1, keepdim=True))).flatten()
-        else:
-            adv = grpo_advantages(rewards).flatten()
-        loss = policy_gradient_loss(sequence_logprob(tok), adv.float())
-        if self.kl_coef > 0:
-            with torch.no_grad():
-                ref = answer_token_logprobs(s.base, prompts, answers)
-            loss = loss + self.kl_coef * squared_log_ratio_penalty(tok, ref)
-        return loss, {"reward": float(rewards.mean())}
+        seq = sequence_logprob(tok)
+        loss = (clipped_policy_loss(seq, old, adv, self.clip_eps) if self.clip_eps > 0
+                else policy_gradient_loss(seq, adv))
+        return _anchored(loss, self.kl_coef, s, tok, prompts, answers), {
+            "reward": float(rewards.mean())}
 
 
-@dataclass
-class RFT(LMMethod):
-    """SFT on verifier-passing samples: of pi_0 once (``regenerate_every`` = 0), or of the
+class SelfSFT(LMMethod):
+    """SFT on verifier-passing samples: of pi_0 once (``regenerate_every`` = 0, RFT), or of the
     current policy every ``regenerate_every`` steps (iterative SFT)."""
 
-    name: ClassVar[str] = "rft"
-    group_size: int = 8
-    regenerate_every: int = 0
-    pool_batches: int = 4
-    reward: str = "verifier"
-    pool: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list, repr=False)
+    name: ClassVar[str] = "self_sft"
+    group_size: int
+    regenerate_every: int
+    pool_batches: int
+    reward: str
 
-    def __post_init__(self) -> None:
-        check_reward(self.reward, VERIFIERS)
-
-    def knobs(self) -> dict[str, Any]:
-        return {k: v for k, v in super().knobs().items() if k != "pool"}
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        self.pool: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def _regenerate(self, sampler: GPT) -> None:
         prompts_l, answers_l = [], []
@@ -240,108 +290,145 @@ class RFT(LMMethod):
             "pool": float(prompts.shape[0])}
 
 
-@dataclass
-class IterativeSFT(RFT):
-    """RFT with samples regenerated from the current policy (approximately on-policy)."""
+class IterativeSFT(SelfSFT):
+    """Self-SFT with samples regenerated from the current policy (approximately on-policy)."""
 
     name: ClassVar[str] = "iterative_sft"
-    regenerate_every: int = 10
 
 
 _BETA = {"forward": 0.0, "reverse": 1.0}
 
 
-@dataclass
 class Distill(LMMethod):
-    """On-policy distillation to pi_0 with a new-task demonstration in its prompt (fixed)."""
+    """On-policy distillation to pi_0 with a new-task demonstration of the same question in its
+    prompt (a fixed teacher)."""
 
     name: ClassVar[str] = "distill"
-    divergence: str = "reverse"
-    beta: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.divergence not in ("reverse", "forward", "jsd"):
-            raise ValueError(
-                f"divergence must be 'reverse', 'forward' or 'jsd', got {self.divergence!r}")
+    divergence: str
+    beta: float
 
     def bind(self, setting: Setting) -> LMMethod:
         super().bind(setting)
-        self.teacher = setting.base
+        self.teacher_model = setting.base
         return self
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         s = self.s
         digits, prompts = s.questions()
         answers = sample_answers(s.policy, prompts, s.task.answer_len, s.gen)
-        demo = s.task.demo_prefix(prompts.shape[0], s.gen)
         student = s.policy(torch.cat([prompts, answers[:, :-1]], 1))[:, prompts.shape[1] - 1 :]
         with torch.no_grad():
-            t_prompt = torch.cat([demo, prompts], 1)
-            teacher = self.teacher(torch.cat([t_prompt, answers[:, :-1]], 1))[
+            t_prompt = torch.cat([s.task.demo_prefix(prompts.shape[0], s.gen, digits=digits),
+                                  prompts], 1)
+            teacher = self.teacher_model(torch.cat([t_prompt, answers[:, :-1]], 1))[
                 :, t_prompt.shape[1] - 1 :]
-        beta = _BETA.get(self.divergence, self.beta)
+        beta = _BETA[self.divergence] if self.divergence in _BETA else self.beta
         return generalized_jsd(student, teacher, beta), {
             "reward": float(s.reward(digits, answers).mean())}
 
 
-@dataclass
 class SDFT(Distill):
     """Self-distillation: the demonstration-conditioned teacher is an EMA of the student,
-    phi <- tau_ema theta + (1 - tau_ema) phi after every step."""
+    phi <- tau_ema theta + (1 - tau_ema) phi after every step (``teacher="ema"``), or the
+    frozen base (``teacher="base"``)."""
 
     name: ClassVar[str] = "sdft"
-    tau_ema: float = 0.01
+    tau_ema: float
+    teacher: str
 
     def bind(self, setting: Setting) -> LMMethod:
         LMMethod.bind(self, setting)
-        self.teacher = frozen_copy(setting.policy)
+        self.teacher_model = (frozen_copy(setting.policy) if self.teacher == "ema"
+                              else setting.base)
         return self
 
     def after_step(self, step: int) -> None:
+        if self.teacher != "ema":
+            return
         with torch.no_grad():
-            for t, p in zip(self.teacher.parameters(), self.s.policy.parameters(), strict=True):
+            for t, p in zip(self.teacher_model.parameters(), self.s.policy.parameters(),
+                            strict=True):
                 t.lerp_(p, self.tau_ema)
 
 
-@dataclass
 class TTTDiscover(LMMethod):
-    """Entropic objective log E[e^{gamma R}] with leave-one-out advantages and adaptive gamma."""
+    """Entropic objective log E[e^{gamma R}] with leave-one-out advantages and adaptive gamma.
+
+    With ``reuse`` K > 0 a buffer keeps the K highest-reward past samples (prompt, answer,
+    reward, the sampler's log-probability); their rewards join every group's leave-one-out pool
+    and they are trained on with their advantages (off-policy, as on the mixture; ``clip_eps``
+    clips their ratio to the policy that drew them)."""
 
     name: ClassVar[str] = "ttt_discover"
-    group_size: int = 8
-    kappa: float = 0.0
-    gamma_max: float = 10.0
-    reward: str = "verifier"
+    group_size: int
+    kappa: float
+    gamma: float
+    adaptive_gamma: bool
+    reuse: int
+    clip_eps: float
+    reward: str
 
-    def __post_init__(self) -> None:
-        check_reward(self.reward)
+    def bind(self, setting: Setting) -> LMMethod:
+        super().bind(setting)
+        task = setting.task
+        self.buffer = (torch.empty((0, task.prompt_len), dtype=torch.long),
+                       torch.empty((0, task.answer_len), dtype=torch.long),
+                       torch.empty(0, dtype=torch.float64), torch.empty(0))
+        return self
+
+    def _advantages(self, rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Leave-one-out advantages and gamma per group (the buffer holds only real samples:
+        its size grows to ``reuse``)."""
+        if self.adaptive_gamma:
+            gamma = adaptive_gamma(rewards)
+        else:
+            gamma = torch.full(rewards.shape[:-1], self.gamma, dtype=rewards.dtype)
+        return entropic_loo_advantages(rewards, gamma), gamma
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         s = self.s
         _, prompts, answers, rewards = self._group(s.policy, self.group_size, self.reward)
-        gamma = adaptive_gamma(rewards, gamma_max=self.gamma_max)
-        adv = entropic_loo_advantages(rewards, gamma).flatten()
         tok = answer_token_logprobs(s.policy, prompts, answers)
-        loss = policy_gradient_loss(sequence_logprob(tok), adv.float())
-        if self.kappa > 0:
-            with torch.no_grad():
-                ref = answer_token_logprobs(s.base, prompts, answers)
-            loss = loss + self.kappa * squared_log_ratio_penalty(tok, ref)
-        return loss, {"reward": float(rewards.mean()), "gamma": float(gamma.mean())}
+        seq = sequence_logprob(tok)
+        n_prompts = rewards.shape[0]
+        if self.reuse == 0:
+            adv, gamma = self._advantages(rewards)
+            entries, old = seq, seq.detach()
+        else:
+            b_prompts, b_answers, b_rewards, b_old = self.buffer
+            size = b_rewards.shape[0]
+            adv, gamma = self._advantages(
+                torch.cat([rewards, b_rewards.expand(n_prompts, size)], -1))
+            b_seq = sequence_logprob(answer_token_logprobs(s.policy, b_prompts, b_answers))
+            entries = torch.cat([seq.view(n_prompts, -1), b_seq.expand(n_prompts, size)], -1)
+            old = torch.cat([seq.detach().view(n_prompts, -1), b_old.expand(n_prompts, size)],
+                            -1)
+            self._refill(prompts, answers, rewards.flatten(), seq.detach())
+        adv = adv.flatten().float()
+        entries, old = entries.flatten(), old.flatten()
+        loss = (clipped_policy_loss(entries, old, adv, self.clip_eps) if self.clip_eps > 0
+                else policy_gradient_loss(entries, adv))
+        return _anchored(loss, self.kappa, s, tok, prompts, answers), {
+            "reward": float(rewards.mean()), "gamma": float(gamma.mean())}
+
+    def _refill(self, prompts: torch.Tensor, answers: torch.Tensor, rewards: torch.Tensor,
+                logprobs: torch.Tensor) -> None:
+        """Keep the ``reuse`` highest rewards of buffer and fresh samples (ties: older first)."""
+        pools = [torch.cat([old, new]) for old, new in
+                 zip(self.buffer, (prompts, answers, rewards, logprobs), strict=True)]
+        best = torch.argsort(-pools[2], stable=True)[: self.reuse]
+        self.buffer = (pools[0][best], pools[1][best], pools[2][best], pools[3][best])
 
 
-@dataclass
 class OAPL(LMMethod):
     """Squared log-ratio regression on samples of a lagged sampler synced every ``lag`` steps."""
 
     name: ClassVar[str] = "oapl"
-    group_size: int = 8
-    tau: float = 1.0
-    lag: int = 10
-    reward: str = "verifier"
-
-    def __post_init__(self) -> None:
-        check_reward(self.reward)
+    group_size: int
+    tau_value: float
+    tau_ratio: float
+    lag: int
+    reward: str
 
     def bind(self, setting: Setting) -> LMMethod:
         super().bind(setting)
@@ -356,7 +443,8 @@ class OAPL(LMMethod):
             lag_tok = answer_token_logprobs(self.lagged, prompts, answers)
         g = self.group_size
         loss = oapl_loss(sequence_logprob(tok).view(-1, g).double(),
-                         sequence_logprob(lag_tok).view(-1, g).double(), rewards, self.tau)
+                         sequence_logprob(lag_tok).view(-1, g).double(), rewards,
+                         self.tau_value, self.tau_ratio)
         return loss.float(), {"reward": float(rewards.mean())}
 
     def after_step(self, step: int) -> None:
@@ -365,9 +453,10 @@ class OAPL(LMMethod):
 
 
 METHODS: dict[str, type[LMMethod]] = {
-    cls.name: cls for cls in (SFT, ReplaySFT, RL, RFT, IterativeSFT, Distill, SDFT, TTTDiscover,
-                              OAPL)
+    cls.name: cls for cls in (SFT, ReplaySFT, RL, SelfSFT, IterativeSFT, Distill, SDFT,
+                              TTTDiscover, OAPL)
 }
+"""The language-model classes by the table's name (:func:`forgetlab.vocabulary.method_names`)."""
 
 
 def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
@@ -391,14 +480,10 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 def make_method(spec: str) -> LMMethod:
-    """The method named by ``spec`` (see :func:`parse_method`); ValueError for an unknown name
-    or knob, listing the allowed ones."""
+    """The method named by ``spec`` (see :func:`parse_method`; old spellings accepted);
+    ValueError for an unknown name or knob, listing the allowed ones."""
     name, knobs = parse_method(spec)
+    name = canonical_name(name)
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; allowed: {', '.join(METHODS)}")
-    cls = METHODS[name]
-    allowed = [f.name for f in fields(cls) if f.name != "pool"]  # type: ignore[arg-type]
-    for key in knobs:
-        if key not in allowed:
-            raise ValueError(f"method {name!r} has no knob {key!r}; knobs: {', '.join(allowed)}")
-    return cls(**knobs)
+        raise ValueError(f"unknown method '{name}'; allowed: {', '.join(method_names('lm'))}")
+    return METHODS[name](**knobs)

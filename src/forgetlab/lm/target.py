@@ -28,16 +28,11 @@ import math
 import torch
 
 from forgetlab.lm.corpus import VOCAB, Task
+from forgetlab.vocabulary import LM_REWARDS
 
-REWARDS = ("verifier", "verifier_both", "verifier_new", "target")
+REWARDS = LM_REWARDS
 TARGET_EPS = 0.01
 """Per-token smoothing of the target's answer distributions."""
-
-
-def check_reward(reward: str, allowed: tuple[str, ...] = REWARDS) -> None:
-    """ValueError unless ``reward`` is one of ``allowed``."""
-    if reward not in allowed:
-        raise ValueError(f"reward must be one of {', '.join(allowed)}, got {reward!r}")
 
 
 def _smoothed_logprob(answers: torch.Tensor, mode: torch.Tensor, eps: float) -> torch.Tensor:

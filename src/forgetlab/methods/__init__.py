@@ -2,7 +2,8 @@
 
 Every module of this package is imported on first lookup, so a module that defines a
 ``@register``-ed :class:`~forgetlab.methods.base.Method` subclass is available by its name
-without further edits. See :mod:`forgetlab.methods.base` for the interface.
+without further edits. See :mod:`forgetlab.methods.base` for the interface and
+:mod:`forgetlab.vocabulary` for the table of names and knobs shared with the language model.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pkgutil
 from typing import Any
 
 from forgetlab.methods.base import Method, registered
+from forgetlab.vocabulary import canonical_name
 
 
 def _discover() -> dict[str, type[Method]]:
@@ -27,7 +29,9 @@ def list_methods() -> list[str]:
 
 
 def get_method(name: str) -> type[Method]:
-    """The method class registered as ``name``; ValueError listing the allowed names."""
+    """The method class registered as ``name`` (or an alias of it, :mod:`forgetlab.vocabulary`);
+    ValueError listing the allowed names."""
+    name = canonical_name(name)
     methods = registered()
     if name not in methods:  # scan the package only for a name not registered yet
         methods = _discover()

@@ -96,9 +96,9 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from forgetlab._validation import as_finite
 from forgetlab.gaussian import chol_inverse
 from forgetlab.mixture import MixtureParams, TwoModeMixture
+from forgetlab.vocabulary import Knob, validate_knobs
 
 Array = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -320,46 +320,6 @@ def batch_mean(per_sample: MixtureParams, weights: Array) -> MixtureParams:
 
 
 # -- knobs and methods ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Knob:
-    """A method setting: default, one-line doc, and its allowed range or choices.
-
-    ``kind`` is ``float`` (range ``low``/``high``, a scalar or one value per configuration),
-    ``int`` (likewise, integral), ``str`` (one of ``choices``), ``bool``, or ``object`` (any
-    value, e.g. a callable; not settable from TOML).
-    """
-
-    default: Any
-    doc: str
-    kind: type = float
-    low: float | None = None
-    high: float | None = None
-    open_low: bool = False
-    open_high: bool = False
-    choices: tuple[str, ...] | None = None
-
-    def validate(self, value: Any, name: str) -> Any:
-        """The checked value (float arrays for numeric knobs), or ValueError naming ``name``."""
-        if self.kind in (float, int):
-            if self.kind is int and np.any(np.asarray(value) != np.round(np.asarray(value))):
-                raise ValueError(f"{name} must be an integer, got {value!r}")
-            arr = as_finite(value, name, self.low, self.high, self.open_low, self.open_high)
-            if arr.ndim > 1:
-                raise ValueError(f"{name} must be a scalar or one value per configuration")
-            return arr.astype(int) if self.kind is int else arr
-        if self.kind is str:
-            if value not in (self.choices or ()):
-                raise ValueError(
-                    f"{name} must be one of {', '.join(map(repr, self.choices or ()))}, "
-                    f"got {value!r}")
-            return value
-        if self.kind is bool:
-            if not isinstance(value, bool | np.bool_):
-                raise ValueError(f"{name} must be true or false, got {value!r}")
-            return bool(value)
-        return value
-
-
 class Method:
     """Base class of a post-training method; see the module docstring for the contract."""
 
@@ -402,22 +362,13 @@ class Method:
                          f"(allowed: gd, adam)")
 
 
-def validate_knobs(method: str, spec: Mapping[str, Knob], values: Mapping[str, Any]
-                   ) -> dict[str, Any]:
-    """Defaults filled in and every value checked; unknown knobs raise, listing the allowed."""
-    unknown = sorted(set(values) - set(spec))
-    if unknown:
-        allowed = ", ".join(sorted(spec)) or "(none)"
-        raise ValueError(f"unknown knob '{unknown[0]}' for method '{method}'; allowed: {allowed}")
-    return {k: knob.validate(values.get(k, knob.default), k) for k, knob in spec.items()}
-
-
 # -- registry ---------------------------------------------------------------------------------
 _REGISTRY: dict[str, type[Method]] = {}
 
 
 def register(cls: type[Method]) -> type[Method]:
-    """Class decorator: make ``cls`` available under ``cls.name``."""
+    """Class decorator: make ``cls`` available under ``cls.name``, a name of the method table
+    (:mod:`forgetlab.vocabulary`) or a new one."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} needs a non-empty name")
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:

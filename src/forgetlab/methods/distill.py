@@ -28,7 +28,6 @@ import numpy as np
 from forgetlab import population
 from forgetlab.methods.base import (
     Array,
-    Knob,
     Method,
     Problem,
     State,
@@ -37,8 +36,9 @@ from forgetlab.methods.base import (
     register,
     sample_mixture,
 )
-from forgetlab.methods.rl import BASELINES, centred_signal, per_sample, score_function_gradient
+from forgetlab.methods.rl import centred_signal, per_sample, score_function_gradient
 from forgetlab.mixture import MixtureParams, TwoModeMixture
+from forgetlab.vocabulary import knobs_for
 
 DIVERGENCES = ("reverse", "forward", "jsd")
 _MAX_LOG_WEIGHT = 700.0
@@ -89,15 +89,7 @@ class Distill(Method):
     """On-policy distillation: D(q, T) on student samples, D reverse KL, forward KL or JSD."""
 
     name = "distill"
-    knobs = {
-        "divergence": Knob("reverse", "reverse KL(q||T), forward KL(T||q) or generalised JSD",
-                           kind=str, choices=DIVERGENCES),
-        "mix": Knob(0.5, "JSD mixing coefficient beta in (0, 1] (1 = reverse KL, -> 0 forward)",
-                    low=0.0, high=1.0, open_low=True),
-        "teacher": Knob("target", "fixed teacher: target p* or new-task data p_new", kind=str,
-                        choices=("target", "new")),
-        "baseline": Knob("loo", "score-function baseline", kind=str, choices=BASELINES),
-    }
+    knobs = knobs_for("distill", "mixture")
 
     def check_regime(self, regime: str) -> None:
         """The generalised JSD is finite-batch only."""
@@ -116,5 +108,5 @@ class Distill(Method):
                               state, {})
         x, is_old = sample_mixture(learner, problem.batch_size, rng)
         g = distillation_gradient(learner, teacher, x, self.knob("divergence"),
-                                  per_sample(self.knob("mix")), self.knob("baseline"))
+                                  per_sample(self.knob("beta")), self.knob("baseline"))
         return StepOutput(g, state, {"starved": ~np.any(is_old, axis=-1)})

@@ -22,7 +22,6 @@ import numpy as np
 from forgetlab import population
 from forgetlab.methods.base import (
     Array,
-    Knob,
     Method,
     Problem,
     SampleBatch,
@@ -32,8 +31,9 @@ from forgetlab.methods.base import (
     register,
     sample_components,
 )
-from forgetlab.methods.rl import BASELINES, centred_signal, per_sample
+from forgetlab.methods.rl import centred_signal, per_sample
 from forgetlab.mixture import MixtureParams, TwoModeMixture
+from forgetlab.vocabulary import knobs_for
 
 
 def behaviour_components(problem: Problem, learner: TwoModeMixture, replay: str,
@@ -72,21 +72,14 @@ def importance_weights(log_q: Array, log_r: Array, fraction: Array | float) -> A
 class ReplayRL(Method):
     """KL(q || p*) estimated on samples from b_lambda = (1 - lambda) q + lambda R."""
 
-    name = "replay-rl"
-    knobs = {
-        "replay": Knob("old", "replay source R: old data or the frozen initial model",
-                       kind=str, choices=("old", "initial")),
-        "replay_fraction": Knob(0.5, "replay fraction lambda in [0, 1)", low=0.0, high=1.0,
-                                open_high=True),
-        "clip": Knob(0.0, "clip importance weights at c (0 = no clipping)", low=0.0),
-        "baseline": Knob("loo", "score-function baseline", kind=str, choices=BASELINES),
-    }
+    name = "replay_rl"
+    knobs = knobs_for("replay_rl", "mixture")
 
     def check_regime(self, regime: str) -> None:
         """Population = exact reverse KL (unchanged objective); not with clipping."""
         super().check_regime(regime)
         if regime == "population" and np.any(np.asarray(self.knob("clip")) > 0):
-            raise ValueError("regime 'population' for method 'replay-rl' needs clip = 0 "
+            raise ValueError(f"regime 'population' for method '{self.name}' needs clip = 0 "
                              "(the clipped objective has no exact form here)")
 
     def estimate(self, problem: Problem, learner: TwoModeMixture, x: Array

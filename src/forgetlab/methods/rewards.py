@@ -18,11 +18,12 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from forgetlab.methods.base import Knob, Method, Problem
+from forgetlab.methods.base import Method, Problem
+from forgetlab.vocabulary import MIXTURE_REWARDS
 
 Array = NDArray[np.float64]
 RewardFn = Callable[[Problem, Array], Array]
-REWARD_KINDS = ("target", "verifiable", "callable")
+REWARD_KINDS = MIXTURE_REWARDS
 
 
 def target_log_density(problem: Problem, x: Array) -> Array:
@@ -67,21 +68,8 @@ def _checked(r: Array, x: Array) -> Array:
     return out
 
 
-def reward_knobs(default: str, radius: float) -> dict[str, Knob]:
-    """The knobs every reward-driven method shares: reward kind, success radius, old-task
-    credit and the user callable."""
-    return {
-        "reward": Knob(default, "reward: target log-density, verifiable 0/1, or callable",
-                       kind=str, choices=REWARD_KINDS),
-        "radius": Knob(radius, "success radius (Mahalanobis) of the verifiable reward", low=0.0,
-                       open_low=True),
-        "credit_old": Knob(False, "the verifiable reward also credits D(x, a) <= radius",
-                           kind=bool),
-        "reward_fn": Knob(None, "user reward x [C, S, n, d] -> [C, S, n]", kind=object),
-    }
-
-
 def reward_of(method: Method) -> RewardFn:
-    """The reward function a method's :func:`reward_knobs` select."""
+    """The reward function a method's reward knobs select (``reward``, ``radius``,
+    ``credit_old``, ``reward_fn``: :mod:`forgetlab.vocabulary`)."""
     return make_reward(method.knob("reward"), method.knob("radius"), method.knob("credit_old"),
                        method.knob("reward_fn"))

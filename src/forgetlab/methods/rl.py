@@ -28,7 +28,6 @@ from numpy.typing import NDArray
 from forgetlab import population
 from forgetlab.methods.base import (
     Array,
-    Knob,
     Method,
     Problem,
     SampleBatch,
@@ -39,15 +38,21 @@ from forgetlab.methods.base import (
     register,
     sample_mixture,
 )
-from forgetlab.methods.rewards import reward_knobs, reward_of
+from forgetlab.methods.rewards import reward_of
 from forgetlab.mixture import MixtureParams, TwoModeMixture
-
-BASELINES = ("none", "mean", "loo")
+from forgetlab.vocabulary import knobs_for
 
 
 def per_sample(value: Array | float) -> Array:
     """A knob value (scalar or ``[C, 1]``) with a trailing axis for the sample index."""
     return np.expand_dims(np.asarray(value, dtype=float), -1)
+
+
+def grpo_advantages(groups: Array, eps: float = 1e-8) -> Array:
+    """A_i = (r_i - mean_j r_j) / (std_j r_j + eps) over the last axis (a group), std with
+    divisor G; a group with equal rewards gets zeros."""
+    centred = groups - groups.mean(axis=-1, keepdims=True)
+    return centred / (groups.std(axis=-1, keepdims=True) + eps)
 
 
 def centred_signal(signal: Array, baseline: str, group_size: int = 1, grpo: bool = False
@@ -56,8 +61,7 @@ def centred_signal(signal: Array, baseline: str, group_size: int = 1, grpo: bool
     n = signal.shape[-1]
     if grpo:
         groups = signal.reshape(*signal.shape[:-1], n // group_size, group_size)
-        centred = groups - groups.mean(axis=-1, keepdims=True)
-        return (centred / (groups.std(axis=-1, keepdims=True) + 1e-8)).reshape(signal.shape)
+        return grpo_advantages(groups).reshape(signal.shape)
     if baseline == "none":
         return signal
     total = signal.sum(axis=-1, keepdims=True)
@@ -95,18 +99,7 @@ class RL(Method):
     """-E_q[r] + tau KL(q || q_ref), on-policy; pure reverse KL to p* by default."""
 
     name = "rl"
-    knobs = {
-        **reward_knobs("target", 1.0),
-        "tau": Knob(1.0, "KL coefficient tau >= 0", low=0.0),
-        "reference": Knob("none", "reference model q_ref: none (entropy bonus) or the initial "
-                          "model", kind=str, choices=("none", "initial")),
-        "estimator": Knob("score", "score function, or pathwise for the means", kind=str,
-                          choices=("score", "pathwise")),
-        "baseline": Knob("loo", "score-function baseline", kind=str, choices=BASELINES),
-        "grpo": Knob(False, "GRPO normalisation of the signal within groups", kind=bool),
-        "group_size": Knob(1, "group size G for GRPO (divides the batch size)", kind=int,
-                           low=1.0),
-    }
+    knobs = knobs_for("rl", "mixture")
 
     def __init__(self, **values: object) -> None:
         super().__init__(**values)

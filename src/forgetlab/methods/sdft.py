@@ -6,7 +6,8 @@ with mu_demo = b + ``demo_offset``. Loss: KL(q || T) (``divergence="reverse"``) 
 (``"forward"``) on the student's own samples, as in :mod:`forgetlab.methods.distill`. After the
 gradient at step t the EMA takes the student's current parameters:
 phi <- tau_ema theta_t + (1 - tau_ema) phi (phi_0 = theta_0), so the teacher used at step t + 1
-has seen theta_0..theta_t.
+has seen theta_0..theta_t. With ``teacher="base"`` the EMA is never updated: the teacher is
+the frozen initial model with the demonstration, as in TRL's SDFT trainer.
 
 Population: the exact reverse or forward KL gradient to the teacher (a two-mode mixture) from
 the engine. Finite batch: the score-function estimators of :mod:`forgetlab.methods.distill`.
@@ -20,7 +21,6 @@ import numpy as np
 
 from forgetlab.methods.base import (
     Array,
-    Knob,
     Method,
     Problem,
     State,
@@ -30,8 +30,8 @@ from forgetlab.methods.base import (
     sample_mixture,
 )
 from forgetlab.methods.distill import distillation_gradient, population_gradient
-from forgetlab.methods.rl import BASELINES
 from forgetlab.mixture import MixtureParams, TwoModeMixture
+from forgetlab.vocabulary import knobs_for
 
 _EMA_KEYS = ("ema_weight", "ema_mean_old", "ema_mean_new")
 
@@ -59,18 +59,7 @@ class SDFT(Method):
     """KL between the student and an EMA teacher whose new mean is pulled to a demonstration."""
 
     name = "sdft"
-    knobs = {
-        "lam_demo": Knob(0.1, "demonstration anchor lam_demo in [0, 1]", low=0.0, high=1.0),
-        "nu": Knob(0.0, "demonstration reweighting nu in [0, 1): beta^T = (1 - nu) EMA(beta)",
-                   low=0.0, high=1.0, open_high=True),
-        "tau_ema": Knob(0.01, "EMA rate tau_ema in (0, 1]", low=0.0, high=1.0, open_low=True),
-        "divergence": Knob("reverse", "reverse KL(q||T) or forward KL(T||q)", kind=str,
-                           choices=("reverse", "forward")),
-        "demo_offset": Knob(None, "mu_demo - b, a length-d vector (none: accurate, mu_demo = b)",
-                            kind=object),
-        "baseline": Knob("loo", "score-function baseline (finite batch)", kind=str,
-                         choices=BASELINES),
-    }
+    knobs = knobs_for("sdft", "mixture")
 
     def demo_mean(self, problem: Problem) -> Array:
         """mu_demo = b + demo_offset, ``[C, 1, d]``."""
@@ -103,5 +92,7 @@ class SDFT(Method):
             grad = distillation_gradient(learner, teacher, x, divergence,
                                          baseline=self.knob("baseline"))
             diag["starved"] = ~np.any(is_old, axis=-1)
+        if self.knob("teacher") == "base":  # the frozen base: the EMA stays at theta_0
+            return StepOutput(grad, state, diag)
         new_ema = ema_update(ema, params, self.knob("tau_ema"))
         return StepOutput(grad, dict(zip(_EMA_KEYS, new_ema, strict=True)), diag)

@@ -27,7 +27,6 @@ from numpy.typing import NDArray
 
 from forgetlab.methods.base import (
     Array,
-    Knob,
     Method,
     Problem,
     State,
@@ -37,9 +36,10 @@ from forgetlab.methods.base import (
     register,
     sample_mixture,
 )
-from forgetlab.methods.rewards import reward_knobs, reward_of
+from forgetlab.methods.rewards import reward_of
 from forgetlab.methods.sft import em_from_moments
 from forgetlab.mixture import MixtureParams, TwoModeMixture
+from forgetlab.vocabulary import knobs_for
 
 _SAMPLER_KEYS = ("sampler_weight", "sampler_mean_old", "sampler_mean_new")
 
@@ -57,18 +57,14 @@ def accepted_mean_score(learner: TwoModeMixture, x: Array, accepted: NDArray[np.
 class SelfSFT(Method):
     """E_s[-log q | R > 0]: SFT on verified draws of q_0 (k = 0) or of the learner every k steps."""
 
-    name = "self-sft"
+    name = "self_sft"
     regimes = ("finite",)
-    knobs = {
-        **reward_knobs("verifiable", 1.5),
-        "regenerate_every": Knob(0, "k: copy the learner into the sampler every k steps "
-                                 "(0 = sample q_0 for good)", kind=int, low=0.0),
-    }
+    knobs = knobs_for("self_sft", "mixture")
 
     def __init__(self, **values: object) -> None:
         super().__init__(**values)
         if self.knob("reward") == "target":
-            raise ValueError("reward must be 'verifiable' or 'callable' for method 'self-sft' "
+            raise ValueError(f"reward must be 'verifiable' or 'callable' for method '{self.name}' "
                              "(a verifier accepts r > 0)")
         self.reward = reward_of(self)
 
@@ -80,7 +76,7 @@ class SelfSFT(Method):
                   rng: Streams | None) -> tuple[Array, NDArray[np.bool_], State,
                                                 dict[str, Array]]:
         if rng is None:
-            raise ValueError("method 'self-sft' has no population regime; use regime='finite'")
+            raise ValueError(f"method '{self.name}' has no population regime; use regime='finite'")
         k = int(self.knob("regenerate_every"))
         if k > 0 and step % k == 0:
             state = {key: np.array(v, dtype=float)
@@ -109,3 +105,11 @@ class SelfSFT(Method):
         return MixtureParams(np.where(keep, new.weight_old, params.weight_old),
                              np.where(keep[..., None], new.mean_old, params.mean_old),
                              np.where(keep[..., None], new.mean_new, params.mean_new)), state, diag
+
+
+@register
+class IterativeSFT(SelfSFT):
+    """Iterative SFT: :class:`SelfSFT` with the sampler regenerated every 10 steps by default."""
+
+    name = "iterative_sft"
+    knobs = knobs_for("iterative_sft", "mixture")

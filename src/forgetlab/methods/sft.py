@@ -25,7 +25,6 @@ import numpy as np
 from forgetlab import population
 from forgetlab.methods.base import (
     Array,
-    Knob,
     Method,
     Problem,
     SampleBatch,
@@ -36,8 +35,7 @@ from forgetlab.methods.base import (
     sample_components,
 )
 from forgetlab.mixture import MixtureParams, TwoModeMixture
-
-REPLAY_SOURCES = ("none", "old", "initial", "current")
+from forgetlab.vocabulary import knobs_for
 
 
 def training_components(problem: Problem, learner: TwoModeMixture, replay: str,
@@ -96,12 +94,7 @@ class SFT(Method):
     """Forward KL E_{D_lambda}[-log q] on new-task data with optional replay."""
 
     name = "sft"
-    knobs = {
-        "replay": Knob("none", "replay source R: none, old data, frozen initial model, or the "
-                       "current model (stop-gradient)", kind=str, choices=REPLAY_SOURCES),
-        "replay_fraction": Knob(0.0, "replay fraction lambda in [0, 1)", low=0.0, high=1.0,
-                                open_high=True),
-    }
+    knobs = knobs_for("sft", "mixture")
 
     def _components(self, problem: Problem, learner: TwoModeMixture
                     ) -> tuple[Array, Array, Array]:
@@ -129,3 +122,11 @@ class SFT(Method):
         learner = problem.learner(params)
         s, diag = self._mean_score(problem, learner, rng)
         return em_from_moments(learner, s), state, diag
+
+
+@register
+class ReplaySFT(SFT):
+    """SFT with replay of old-task data (lambda = 0.5 by default): E_{D_lambda}[-log q]."""
+
+    name = "replay_sft"
+    knobs = knobs_for("replay_sft", "mixture")

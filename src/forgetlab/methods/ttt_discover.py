@@ -39,7 +39,6 @@ from scipy.stats import ncx2
 from forgetlab import population
 from forgetlab.methods.base import (
     Array,
-    Knob,
     Method,
     Problem,
     State,
@@ -49,16 +48,17 @@ from forgetlab.methods.base import (
     register,
     sample_mixture,
 )
-from forgetlab.methods.rewards import reward_knobs, reward_of
+from forgetlab.methods.rewards import reward_of
 from forgetlab.methods.rl import centred_signal, per_sample, score_function_gradient
 from forgetlab.methods.sft import em_from_moments
 from forgetlab.mixture import MixtureParams, TwoModeMixture
+from forgetlab.vocabulary import ENTROPIC_GAMMA_CAP, knobs_for
 
 LN2 = float(np.log(2.0))
 _MAX_LOG_RATIO = 700.0
 
 
-def loo_entropic_advantages(rewards: Array, gamma: Array | float,
+def entropic_loo_advantages(rewards: Array, gamma: Array | float,
                             valid: Array | None = None) -> Array:
     """A_i = e_i / mean_{j != i, valid} e_j - 1, e_i = exp(gamma (r_i - max r)), ``[..., k]``.
 
@@ -90,12 +90,14 @@ def kl_to_uniform(rewards: Array, gamma: Array | float) -> Array:
     return np.log(k) + np.sum(softmax(logits, axis=-1) * log_p, axis=-1)
 
 
-def adaptive_gamma(rewards: Array, target_kl: float = LN2, gamma_max: float = 1e3) -> Array:
+def adaptive_gamma(rewards: Array, target_kl: float = LN2,
+                   gamma_max: float = ENTROPIC_GAMMA_CAP) -> Array:
     """gamma >= 0 with KL(softmax(gamma r) || uniform_k) = target_kl, per group ``[...]``.
 
     KL increases with gamma from 0; bisection on gamma' = gamma (max r - min r) in
     [0, gamma_max]. Groups with equal rewards get 0; where target_kl exceeds the limit
-    log(k / #argmax) the cap gamma_max / (max r - min r) is returned.
+    log(k / #argmax) the cap gamma_max / (max r - min r) is returned (why this cap:
+    :data:`forgetlab.vocabulary.ENTROPIC_GAMMA_CAP`).
     """
     spread = np.ptp(rewards, axis=-1)
     flat = spread <= 0
@@ -151,17 +153,8 @@ def entropic_population_gradient(learner: TwoModeMixture, centers: list[Array],
 class TTTDiscover(Method):
     """-log E_q[e^{gamma R}] + kappa KL(q || q_0) with leave-one-out entropic advantages."""
 
-    name = "ttt-discover"
-    knobs = {
-        **reward_knobs("verifiable", 1.5),
-        "gamma": Knob(1.0, "tilt gamma >= 0 (used when adaptive_gamma is false)", low=0.0),
-        "adaptive_gamma": Knob(True, "choose gamma per group so KL(softmax(gamma r) || uniform) "
-                               "= ln 2", kind=bool),
-        "group_size": Knob(8, "group size k >= 2 (divides the batch size)", kind=int, low=2.0),
-        "kappa": Knob(0.0, "KL anchor kappa >= 0 to the base model q_0", low=0.0),
-        "reuse": Knob(0, "reuse buffer size (best past draws appended to each group)", kind=int,
-                      low=0.0),
-    }
+    name = "ttt_discover"
+    knobs = knobs_for("ttt_discover", "mixture")
 
     def __init__(self, **values: object) -> None:
         super().__init__(**values)
@@ -173,7 +166,7 @@ class TTTDiscover(Method):
         if regime == "population" and (self.knob("reward") != "verifiable"
                                        or self.knob("adaptive_gamma")
                                        or int(np.max(self.knob("reuse"))) > 0):
-            raise ValueError("regime 'population' for method 'ttt-discover' needs "
+            raise ValueError(f"regime 'population' for method '{self.name}' needs "
                              "reward='verifiable', adaptive_gamma=false and reuse=0")
 
     def _centers(self, problem: Problem) -> list[Array]:
@@ -208,7 +201,7 @@ class TTTDiscover(Method):
             gamma = adaptive_gamma(masked)
         else:
             gamma = np.asarray(self.knob("gamma"), dtype=float)[..., None]
-        return loo_entropic_advantages(rewards, gamma, valid)
+        return entropic_loo_advantages(rewards, gamma, valid)
 
     def gradient(self, problem: Problem, params: MixtureParams, state: State, step: int,
                  rng: Streams | None) -> StepOutput:
@@ -267,7 +260,7 @@ class TTTDiscover(Method):
                   rng: Streams | None) -> tuple[MixtureParams, State, dict[str, Array]]:
         """A full move to the tilt q e^{gamma R} / Z (exact, or with self-normalised weights)."""
         if np.any(np.asarray(self.knob("kappa")) > 0) or self.knob("adaptive_gamma"):
-            raise ValueError("optimizer 'em' for method 'ttt-discover' needs kappa=0 and "
+            raise ValueError(f"optimizer 'em' for method '{self.name}' needs kappa=0 and "
                              "adaptive_gamma=false")
         learner = problem.learner(params)
         if rng is None:

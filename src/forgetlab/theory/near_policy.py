@@ -42,7 +42,10 @@ Within a period the population loss E_{q_lag}[(tau log(q / q_lag) - r + V)^2] wi
 V = tau log E_{q_lag}[e^{r / tau}] is zero exactly at q = q_lag e^{r / tau} / Z, so each
 synchronisation is one tilt with g = 1 / tau: log odds_K = log odds_0 + sum_k log(Z_o^(k) /
 Z_n^(k)) (:func:`cumulative_log_odds`). Old mass is kept iff that sum stays bounded. A linear
-reward moves every mean by Sigma w / tau per sync, exactly.
+reward moves every mean by Sigma w / tau per sync, exactly. With two temperatures (tau_value in
+V, tau_ratio on the log-ratio) the residual at the optimum is proportional to q / q_lag instead
+of zero (:mod:`forgetlab.methods.oapl`); for a 0/1 reward each sync is then the tilt with the
+exponent of :func:`oapl_tilt_exponent`, 1 / tau only when the two are equal.
 
 SDFT (EMA teacher, demonstration anchor lam_demo, reweighting nu)
 -----------------------------------------------------------------
@@ -95,6 +98,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.optimize import brentq
 from scipy.special import expit, logit
 from scipy.stats import ncx2
 
@@ -192,6 +196,31 @@ def cumulative_log_odds(log_odds0: ArrayLike, log_ratios: ArrayLike) -> Array:
     r = as_finite(log_ratios, "log_ratios")
     l0 = as_finite(log_odds0, "log_odds0")[..., None]
     return np.concatenate([l0 + 0.0 * r[..., :1], l0 + np.cumsum(r, axis=-1)], axis=-1)
+
+
+def oapl_tilt_exponent(success_prob: float, tau_value: float, tau_ratio: float) -> float:
+    """kappa of the within-period OAPL optimum q_lag e^{kappa r} / Z for a 0/1 reward r.
+
+    The root of tau_r kappa - 1 = (V - tau_r log(1 - P + P e^kappa)) (e^kappa - 1) with
+    V = tau_v log(1 - P + P e^{1 / tau_v}) and P = P_{q_lag}(r = 1) in (0, 1) (the residual on
+    r = 1 is e^kappa times the residual on r = 0); kappa = 1 / tau when tau_v = tau_r = tau.
+    Solved divided by e^kappa - 1, in log space, on a bracket doubled until the sign changes.
+    """
+    p = float(as_finite(success_prob, "success_prob", low=0.0, high=1.0, open_low=True,
+                        open_high=True))
+    t_v = float(as_finite(tau_value, "tau_value", low=0.0, open_low=True))
+    t_r = float(as_finite(tau_ratio, "tau_ratio", low=0.0, open_low=True))
+    log_p, log_q = np.log(p), np.log1p(-p)
+    value = t_v * np.logaddexp(log_q, log_p + 1.0 / t_v)
+
+    def gap(kappa: float) -> float:
+        ratio = (t_r * kappa - 1.0) * np.exp(-kappa) / -np.expm1(-kappa)
+        return float(ratio - value + t_r * np.logaddexp(log_q, log_p + kappa))
+
+    high = 1.0 / t_r
+    while gap(high) <= 0.0:
+        high *= 2.0
+    return float(brentq(gap, 1e-12 * high, high, xtol=1e-14 * high, rtol=4 * np.finfo(float).eps))
 
 
 def linear_tilt(log_odds: ArrayLike, mean_old: ArrayLike, mean_new: ArrayLike, cov: ArrayLike,
