@@ -91,7 +91,7 @@ def test_agreement_uses_the_interval_and_pairs_the_anchor_by_seed() -> None:
             # less loss on every seed, though the two intervals overlap: paired, it agrees
             _row("rl:reward=verifier_new,kl_coef=0.1", [0.29, 0.19, 0.24]),
             _row("sft", [0.01, 0.02, 0.015]),
-            _row("sft:replay_fraction=0.5", [0.0, 0.09, 0.02]),
+            _row("replay_sft:replay_fraction=0.5", [0.0, 0.09, 0.02]),
             _row("ttt_discover:reward=verifier_new,kappa=0.1", [0.1, 0.1, 0.2]),
             _row("sft", [0.3, 0.2, 0.25], "held_out")]
     _agreement(rows)
