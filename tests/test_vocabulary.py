@@ -89,3 +89,14 @@ def test_sdft_teacher_base_is_the_frozen_start() -> None:
             for a, b in zip(grads[teacher], once, strict=True):
                 np.testing.assert_array_equal(a, b)
     assert not np.allclose(grads["base"].mean_new, grads["ema"].mean_new)
+
+
+def test_the_language_model_registry_is_the_table() -> None:
+    pytest.importorskip("torch")
+    from forgetlab.lm.methods import METHODS as LM_METHODS
+    from forgetlab.lm.methods import make_method as make_lm_method
+
+    assert sorted(LM_METHODS) == sorted(V.method_names("lm"))
+    for name, cls in LM_METHODS.items():
+        assert cls.name == name
+        assert make_lm_method(name).knobs().keys() == V.knobs_for(name, "lm").keys(), name
