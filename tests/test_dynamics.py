@@ -187,7 +187,7 @@ def test_bad_inputs_elsewhere() -> None:
         simulate(SimulationConfig(method="rl", steps=2, optimizer="em"))
     with pytest.raises(ValueError, match="not found"):
         load_config("missing-config.toml")
-    assert {"sft", "rl", "replay-rl"} <= set(list_methods())
+    assert {"sft", "rl", "replay_rl"} <= set(list_methods())
     assert make_method("sft").knob("replay") == "none"
 
 
