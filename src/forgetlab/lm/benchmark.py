@@ -58,7 +58,7 @@ DEFAULT_METHODS = (
     "sft", "replay_sft", "rl:reward=target", "oapl:reward=target", "rl",
     "rl:reward=verifier_new", "rl:reward=verifier_new,kl_coef=0.1",
     "ttt_discover:reward=verifier_new", "ttt_discover:reward=verifier_new,kappa=0.1",
-    "rft", "iterative_sft:reward=verifier_new", "distill", "distill:divergence=forward", "sdft",
+    "self_sft", "iterative_sft:reward=verifier_new", "distill", "distill:divergence=forward", "sdft",
 )
 """One analogue per theory statement (:func:`predict`): SFT (C2), replay SFT (C6), reverse KL to
 the explicit target (C3), RL and TTT-Discover with a new-only reward without and with an anchor
@@ -124,7 +124,7 @@ def predict(name: str, knobs: dict[str, Any], setting: str, alpha: float) -> tup
     * on-policy methods, by reward (``verifier`` is the setting's): ``target`` keeps (C3,
       reverse KL to p*); ``verifier_both`` gains (C8: each tilt multiplies the odds by
       P_old(ok)/P_new(ok) > 1); ``verifier_new`` loses (C8: odds shrink geometrically; for
-      ``rft``, SFT on new-mode samples only, C2), and with an anchor to pi_0 (``kl_coef`` or
+      ``self_sft``, SFT on new-mode samples only, C2), and with an anchor to pi_0 (``kl_coef`` or
       ``kappa`` > 0) loses less than the same method without it (C8, fixed point
       q_0 e^{gamma R / kappa}).
     """

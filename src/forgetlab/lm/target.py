@@ -1,6 +1,6 @@
 """Rewards of the on-policy methods, and the explicit two-mode target p*(y|x).
 
-A reward kind names what an on-policy method (``rl``, ``ttt_discover``, ``oapl``, ``rft``,
+A reward kind names what an on-policy method (``rl``, ``ttt_discover``, ``oapl``, ``self_sft``,
 ``iterative_sft``) is rewarded for:
 
 * ``verifier``: the setting's own 0/1 verifier (both modes on ``same_prompts``, the new mode
