@@ -48,6 +48,7 @@ from scipy.special import log_softmax
 
 from forgetlab import kpopulation as kp
 from forgetlab._validation import as_covariance, validated
+from forgetlab.gaussian import factorise
 from forgetlab.kmixture import KModeMixture
 from forgetlab.methods.base import Streams
 
@@ -133,7 +134,6 @@ class ContinualConfig(_Strict):
         """a_0 .. a_{K-1} ``[K, d]``: given, or consecutive tasks at Mahalanobis distance
         ``separation`` on a line (d = 1) or a circle in the first two whitened axes."""
         k, d = self.n_tasks, self.dim
-        chol = np.linalg.cholesky(self.covariance())
         z = np.zeros((k, d))
         if d == 1:
             z[:, 0] = self.separation * np.arange(k)
@@ -142,7 +142,7 @@ class ContinualConfig(_Strict):
             angle = 2.0 * np.pi * np.arange(k) / k
             z[:, 0], z[:, 1] = radius * (np.cos(angle) - 1.0), radius * np.sin(angle)
         base = np.zeros(d) if self.base_mean is None else np.asarray(self.base_mean, float)
-        out = base + z @ chol.T
+        out = base + factorise(self.covariance(), d).colour(z)
         for i, s in enumerate(self.stages, start=1):
             if s.mean is not None:
                 out[i] = s.mean
@@ -305,8 +305,8 @@ def _sample(eta: Array, mu: Array, chol: Array, n: int, rng: Streams) -> Array:
 def _finite_stage(stage: StageConfig, index: int, eta: Array, mu: Array, means: Array,
                   cov: Array, batch: int, rng: Streams, progress: Callable[[], None] | None
                   ) -> tuple[Array, Array]:
-    chol = np.asarray(np.linalg.cholesky(cov), dtype=np.float64)
-    chol_inv = np.asarray(np.linalg.inv(chol), dtype=np.float64)
+    factor = factorise(cov, cov.shape[-1])
+    chol, chol_inv = factor.chol, factor.chol_inv
     data = stage_data(stage, index, means, cov)
     target = stage_target(stage, index, means, cov)
     data_eta = np.broadcast_to(np.log(np.maximum(data.weights, 1e-300)), eta.shape)
@@ -445,7 +445,7 @@ def run_continual(config: ContinualConfig, progress: Callable[[], None] | None =
     eta = np.zeros((n_seeds, 1))
     mu = np.broadcast_to(means[:1], (n_seeds, 1, config.dim)).copy()
     rng = Streams([config.seed], [0], n_seeds) if finite else None
-    chol_inv = np.linalg.inv(np.linalg.cholesky(cov))
+    factor = factorise(cov, config.dim)
     for i, stage in enumerate(config.stages, start=1):
         w_prev = np.exp(log_softmax(eta, axis=-1))
         start = means[i - 1] + config.new_mean_start * (means[i] - means[i - 1])
@@ -464,7 +464,7 @@ def run_continual(config: ContinualConfig, progress: Callable[[], None] | None =
                 bound[i, :i + 1] = _drift_bound(q, stage_target(stage, i, means, cov))
         w = np.exp(log_softmax(eta, axis=-1))
         mass[:, i, :i + 1] = w
-        drift[:, i, :i + 1] = np.linalg.norm((mu - means[:i + 1]) @ chol_inv.T, axis=-1)
+        drift[:, i, :i + 1] = factor.distance(mu, means[:i + 1])
     se = (lambda a: a.std(axis=0, ddof=1) / np.sqrt(n_seeds)) if n_seeds > 1 else (
         lambda a: np.where(np.isnan(a[0]), np.nan, 0.0))
     gate = KModeMixture(np.full(k, 1.0 / k), means, cov).misassignment_bounds()

@@ -57,7 +57,7 @@ def _check_same(mixtures: list[KModeMixture]) -> None:
     for mix in mixtures[1:]:
         if mix.dim != first.dim:
             raise ValueError(f"mixtures have d={first.dim} and d={mix.dim}; they must share d")
-        if not np.allclose(mix.cov, first.cov, rtol=1e-10, atol=0.0):
+        if not mix.factor.same(first.factor):
             raise ValueError("all mixtures must share one covariance")
 
 
