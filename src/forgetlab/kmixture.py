@@ -161,7 +161,7 @@ class KModeMixture:
         """
         x = np.asarray(x, dtype=float)
         r = self.responsibilities(x)
-        prec = self.chol_inv.T @ self.chol_inv
+        prec = self.factor.precision
         diff = (x[..., None, :] - self.means) @ prec
         return r - self.weights, r[..., None] * diff
 
