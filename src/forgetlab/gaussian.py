@@ -3,7 +3,8 @@
 With the Cholesky factor Sigma = L L^T, whitening z = L^{-1} x makes every Gaussian isotropic,
 and the Mahalanobis distance D(u, v) = ||Sigma^{-1/2}(u - v)|| = ||L^{-1}(u - v)|| becomes
 Euclidean. :class:`Factorised` holds Sigma, L, L^{-1} and Sigma^{-1} once per covariance and is
-where every whitening, distance and Gaussian normaliser of the package is computed.
+where the engine's whitening, distances and Gaussian normalisers are computed (the claims'
+independent references compute their own).
 For phi(.; mu) = N(mu, Sigma):
 
 - KL(phi(.;u) || phi(.;v)) = D(u, v)^2 / 2

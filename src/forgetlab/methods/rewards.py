@@ -36,10 +36,10 @@ def verifiable(problem: Problem, x: Array, radius: float | Array, credit_old: bo
     """1{D(x, b) <= radius}, or also 1 where D(x, a) <= radius when ``credit_old``."""
     r = np.asarray(radius, dtype=float)
     target = problem.target
-    rows = np.moveaxis(x, -2, 0)  # [n, C, S, d]: the sample axis ahead of the batch axes
-    success = target.factor.distance(rows, target.mean_new) <= r
+    points = np.moveaxis(x, -2, 0)  # [n, C, S, d]: the sample axis ahead of the batch axes
+    success = target.factor.distance(points, target.mean_new) <= r
     if credit_old:
-        success |= target.factor.distance(rows, target.mean_old) <= r
+        success |= target.factor.distance(points, target.mean_old) <= r
     return np.moveaxis(success, 0, -1).astype(float)
 
 
