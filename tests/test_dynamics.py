@@ -220,7 +220,7 @@ def test_sample_batch_matches_the_mixture() -> None:
                          rng.normal(size=(2, 3, 2)), cov)
     x = rng.normal(size=(2, 3, 7, 2)) * 2
     coef = rng.normal(size=(2, 3, 7))
-    batch = SampleBatch(x, mix.chol)
+    batch = SampleBatch(x, mix.factor)
     np.testing.assert_allclose(batch.log_prob(mix)[0], mix.log_prob(x), rtol=1e-12)
     s = mix.scores(x)
     fused = batch.score_mean(mix, coef)

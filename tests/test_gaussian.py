@@ -10,6 +10,7 @@ from scipy import integrate
 from scipy.stats import multivariate_normal, norm
 
 from forgetlab.gaussian import (
+    Factorised,
     bhattacharyya_coefficient,
     bhattacharyya_distance,
     bhattacharyya_distance_general,
@@ -187,3 +188,26 @@ def test_bc_in_unit_interval_and_affine_invariance(case):
     assert np.isclose(bc, bhattacharyya_coefficient(a_mat @ u + c, a_mat @ v + c, cov2),
                       rtol=1e-8, atol=1e-300)
     assert np.isclose(mahalanobis(u, v, cov), mahalanobis(v, u, cov), rtol=1e-14)
+
+
+def test_factorised_distance_whitening_and_normaliser_against_numpy_solve() -> None:
+    """D(u, v) = ||L^{-1}(u - v)|| with a batch of covariances [2, 1, d, d] broadcast against
+    means [2, 4, d] and [4, d], against np.linalg.solve on each pair; whiten/colour are inverse;
+    the normaliser is scipy's log-density at the mean."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(2, 3, 3))
+    covs = a @ np.swapaxes(a, -1, -2) + 0.5 * np.eye(3)
+    factor = Factorised(covs[:, None], 3)
+    u, v = rng.normal(size=(2, 4, 3)), rng.normal(size=(4, 3))
+    got = factor.distance(u, v)
+    assert got.shape == (2, 4)
+    for i in range(2):
+        chol = np.linalg.cholesky(covs[i])
+        for j in range(4):
+            want = np.linalg.norm(np.linalg.solve(chol, u[i, j] - v[j]))
+            assert got[i, j] == pytest.approx(want, rel=1e-13)
+    x = rng.normal(size=(2, 1, 5, 3))
+    np.testing.assert_allclose(factor.colour(factor.whiten(x)), x, rtol=1e-12, atol=1e-14)
+    for i in range(2):
+        want = multivariate_normal(np.zeros(3), covs[i]).logpdf(np.zeros(3))
+        assert factor.log_normaliser()[i, 0] == pytest.approx(want, rel=1e-13)

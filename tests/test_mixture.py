@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import multivariate_normal
 
-from forgetlab.mixture import TwoModeMixture
+from forgetlab.mixture import TwoModeMixture, log_odds
 
 COV = np.array([[2.0, 0.3, 0.0], [0.3, 1.0, -0.4], [0.0, -0.4, 1.5]])
 
@@ -155,3 +155,27 @@ def test_responsibilities_sum_to_one_and_swap_symmetry(case):
     assert np.all(np.isfinite(mix.log_prob(x)))
     sc, sc_sw = mix.scores(x), swapped.scores(x)
     assert np.allclose(sc.mean_old, sc_sw.mean_new, rtol=1e-10 + tol, atol=1e-10)
+
+
+def test_log_odds_against_the_direct_formula_and_at_the_ends():
+    """lambda = log((1 - beta) / beta), +inf at beta = 0 and -inf at beta = 1 (no warning)."""
+    beta = np.array([1e-300, 1e-9, 0.2, 0.5, 0.7, 1 - 1e-9])
+    want = np.array([np.log((1 - b) / b) for b in beta[1:-1]])
+    np.testing.assert_allclose(log_odds(beta)[1:-1], want, rtol=1e-12)
+    assert log_odds(1e-300) == pytest.approx(300 * np.log(10), rel=1e-12)
+    assert log_odds(1 - 1e-9) == pytest.approx(np.log(1e-9 / (1 - 1e-9)), rel=1e-6)
+    with np.errstate(all="raise"):
+        assert log_odds(0.0) == np.inf and log_odds(1.0) == -np.inf
+    mix = _batch()
+    np.testing.assert_array_equal(mix.log_odds(), log_odds(mix.weight_old))
+    assert mix.log_odds()[0] == pytest.approx(np.log(0.8 / 0.2), rel=1e-14)
+
+
+def test_require_same_covariance_names_the_argument():
+    mix = _batch()
+    mix.require_same_covariance(mix.with_params(0.5, np.zeros(3), np.ones(3)), "target")
+    with pytest.raises(ValueError, match=r"^target has d=2, the learner has d=3$"):
+        mix.require_same_covariance(TwoModeMixture(0.5, [0.0, 0.0], [1.0, 1.0]), "target")
+    other = TwoModeMixture(0.5, np.zeros(3), np.ones(3), COV * 1.01)
+    with pytest.raises(ValueError, match=r"^data\.cov must equal the learner's cov"):
+        mix.require_same_covariance(other, "data")

@@ -48,6 +48,7 @@ from scipy.special import log_softmax
 
 from forgetlab import kpopulation as kp
 from forgetlab._validation import as_covariance, validated
+from forgetlab.gaussian import Factorised, factorise
 from forgetlab.kmixture import KModeMixture
 from forgetlab.methods.base import Streams
 
@@ -133,7 +134,6 @@ class ContinualConfig(_Strict):
         """a_0 .. a_{K-1} ``[K, d]``: given, or consecutive tasks at Mahalanobis distance
         ``separation`` on a line (d = 1) or a circle in the first two whitened axes."""
         k, d = self.n_tasks, self.dim
-        chol = np.linalg.cholesky(self.covariance())
         z = np.zeros((k, d))
         if d == 1:
             z[:, 0] = self.separation * np.arange(k)
@@ -142,7 +142,7 @@ class ContinualConfig(_Strict):
             angle = 2.0 * np.pi * np.arange(k) / k
             z[:, 0], z[:, 1] = radius * (np.cos(angle) - 1.0), radius * np.sin(angle)
         base = np.zeros(d) if self.base_mean is None else np.asarray(self.base_mean, float)
-        out = base + z @ chol.T
+        out = base + factorise(self.covariance(), d).colour(z)
         for i, s in enumerate(self.stages, start=1):
             if s.mean is not None:
                 out[i] = s.mean
@@ -273,12 +273,12 @@ def _teacher_means(ema_mu: Array, index: int, demo: Array, lam_demo: float) -> A
     return mu
 
 
-def _batch_scores(eta: Array, mu: Array, chol_inv: Array, x: Array
+def _batch_scores(eta: Array, mu: Array, factor: Factorised, x: Array
                   ) -> tuple[Array, Array, Array]:
     """For S learners (eta ``[S, K]``, mu ``[S, K, d]``) and x ``[S, B, d]``: log q ``[S, B]``
     (up to the shared normaliser), d/deta ``[S, B, K]`` and d/dm ``[S, B, K, d]``."""
-    prec = chol_inv.T @ chol_inv
-    z = (x[:, :, None, :] - mu[:, None, :, :]) @ chol_inv.T
+    prec = factor.precision
+    z = factor.whiten(x[:, :, None, :] - mu[:, None, :, :])
     joint = log_softmax(eta, axis=-1)[:, None, :] - 0.5 * np.sum(z * z, axis=-1)
     log_q = np.logaddexp.reduce(joint, axis=-1)
     r = np.exp(joint - log_q[..., None])
@@ -287,26 +287,25 @@ def _batch_scores(eta: Array, mu: Array, chol_inv: Array, x: Array
     return log_q, r - w, d_mu
 
 
-def _batch_log_prob(eta: Array, mu: Array, chol_inv: Array, x: Array) -> Array:
-    z = (x[:, :, None, :] - mu[:, :, None, :].swapaxes(1, 2)) @ chol_inv.T
+def _batch_log_prob(eta: Array, mu: Array, factor: Factorised, x: Array) -> Array:
+    z = factor.whiten(x[:, :, None, :] - mu[:, :, None, :].swapaxes(1, 2))
     return np.logaddexp.reduce(log_softmax(eta, axis=-1)[:, None, :]
                                - 0.5 * np.sum(z * z, axis=-1), axis=-1)
 
 
-def _sample(eta: Array, mu: Array, chol: Array, n: int, rng: Streams) -> Array:
+def _sample(eta: Array, mu: Array, factor: Factorised, n: int, rng: Streams) -> Array:
     """n draws per learner ``[S, n, d]`` from softmax(eta), mu ``[S, K, d]``."""
     cum = np.cumsum(np.exp(log_softmax(eta, axis=-1)), axis=-1)
     u = rng.uniform(n)[0]
     labels = np.minimum(np.sum(u[..., None] > cum[:, None, :], axis=-1), eta.shape[1] - 1)
     centres = np.take_along_axis(mu, labels[..., None], axis=1)
-    return centres + rng.normal(n, mu.shape[-1])[0] @ chol.T
+    return centres + factor.colour(rng.normal(n, mu.shape[-1])[0])
 
 
 def _finite_stage(stage: StageConfig, index: int, eta: Array, mu: Array, means: Array,
                   cov: Array, batch: int, rng: Streams, progress: Callable[[], None] | None
                   ) -> tuple[Array, Array]:
-    chol = np.asarray(np.linalg.cholesky(cov), dtype=np.float64)
-    chol_inv = np.asarray(np.linalg.inv(chol), dtype=np.float64)
+    factor = factorise(cov, cov.shape[-1])
     data = stage_data(stage, index, means, cov)
     target = stage_target(stage, index, means, cov)
     data_eta = np.broadcast_to(np.log(np.maximum(data.weights, 1e-300)), eta.shape)
@@ -314,20 +313,20 @@ def _finite_stage(stage: StageConfig, index: int, eta: Array, mu: Array, means: 
     ema_eta, ema_mu = eta.copy(), mu.copy()
     for _ in range(stage.steps):
         if stage.method == "sft":
-            x = _sample(np.where(data_eta < -600, -np.inf, data_eta), data_mu, chol, batch, rng)
-            _, s_eta, s_mu = _batch_scores(eta, mu, chol_inv, x)
+            x = _sample(np.where(data_eta < -600, -np.inf, data_eta), data_mu, factor, batch, rng)
+            _, s_eta, s_mu = _batch_scores(eta, mu, factor, x)
             g_eta, g_mu = -s_eta.mean(axis=1), -s_mu.mean(axis=1)
         else:
-            x = _sample(eta, mu, chol, batch, rng)
-            log_q, s_eta, s_mu = _batch_scores(eta, mu, chol_inv, x)
+            x = _sample(eta, mu, factor, batch, rng)
+            log_q, s_eta, s_mu = _batch_scores(eta, mu, factor, x)
             if stage.method == "reverse_kl":
                 ref_eta = np.broadcast_to(np.log(np.maximum(target.weights, 1e-300)), eta.shape)
                 log_p = _batch_log_prob(np.where(ref_eta < -600, -np.inf, ref_eta),
-                                        np.broadcast_to(target.means, mu.shape), chol_inv, x)
+                                        np.broadcast_to(target.means, mu.shape), factor, x)
             else:
                 log_p = _batch_log_prob(
                     ema_eta, _teacher_means(ema_mu, index, means[index], stage.lam_demo),
-                    chol_inv, x)
+                    factor, x)
             f = log_q - log_p
             c = f - f.mean(axis=1, keepdims=True)
             g_eta = np.einsum("sb,sbk->sk", c, s_eta) / batch
@@ -445,7 +444,7 @@ def run_continual(config: ContinualConfig, progress: Callable[[], None] | None =
     eta = np.zeros((n_seeds, 1))
     mu = np.broadcast_to(means[:1], (n_seeds, 1, config.dim)).copy()
     rng = Streams([config.seed], [0], n_seeds) if finite else None
-    chol_inv = np.linalg.inv(np.linalg.cholesky(cov))
+    factor = factorise(cov, config.dim)
     for i, stage in enumerate(config.stages, start=1):
         w_prev = np.exp(log_softmax(eta, axis=-1))
         start = means[i - 1] + config.new_mean_start * (means[i] - means[i - 1])
@@ -464,7 +463,7 @@ def run_continual(config: ContinualConfig, progress: Callable[[], None] | None =
                 bound[i, :i + 1] = _drift_bound(q, stage_target(stage, i, means, cov))
         w = np.exp(log_softmax(eta, axis=-1))
         mass[:, i, :i + 1] = w
-        drift[:, i, :i + 1] = np.linalg.norm((mu - means[:i + 1]) @ chol_inv.T, axis=-1)
+        drift[:, i, :i + 1] = factor.distance(mu, means[:i + 1])
     se = (lambda a: a.std(axis=0, ddof=1) / np.sqrt(n_seeds)) if n_seeds > 1 else (
         lambda a: np.where(np.isnan(a[0]), np.nan, 0.0))
     gate = KModeMixture(np.full(k, 1.0 / k), means, cov).misassignment_bounds()

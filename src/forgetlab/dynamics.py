@@ -35,8 +35,7 @@ from scipy.special import expit, logit
 from forgetlab._validation import as_finite
 from forgetlab.methods import get_method
 from forgetlab.methods.base import Method, Problem, State, StepOutput, Streams
-from forgetlab.metrics import distance
-from forgetlab.mixture import MixtureParams, TwoModeMixture
+from forgetlab.mixture import MixtureParams, TwoModeMixture, log_odds
 from forgetlab.optim import Descent, Params, descend
 from forgetlab.population import reverse_kl_gradient
 from forgetlab.simconfig import SimulationConfig
@@ -89,7 +88,7 @@ class Bounds:
 def to_coordinates(params: MixtureParams, coordinate: str) -> MixtureParams:
     """(eta or beta, m_o, m_n)."""
     beta = params.weight_old
-    w = np.log(beta) - np.log1p(-beta) if coordinate == "logit" else beta
+    w = -log_odds(beta) if coordinate == "logit" else beta
     return MixtureParams(w, params.mean_old, params.mean_new)
 
 
@@ -127,8 +126,8 @@ def sane(params: MixtureParams, coords: MixtureParams, problem: Problem, opt: Op
     a = problem.target.mean_old
     safe_o = np.where(ok[..., None], params.mean_old, a)
     safe_n = np.where(ok[..., None], params.mean_new, a)
-    ok &= distance(problem.target, safe_o, a) <= bounds.max_distance
-    ok &= distance(problem.target, safe_n, a) <= bounds.max_distance
+    ok &= problem.target.factor.distance(safe_o, a) <= bounds.max_distance
+    ok &= problem.target.factor.distance(safe_n, a) <= bounds.max_distance
     return ok
 
 

@@ -2,7 +2,10 @@
 
 With the Cholesky factor Sigma = L L^T, whitening z = L^{-1} x makes every Gaussian isotropic,
 and the Mahalanobis distance D(u, v) = ||Sigma^{-1/2}(u - v)|| = ||L^{-1}(u - v)|| becomes
-Euclidean. For phi(.; mu) = N(mu, Sigma):
+Euclidean. :class:`Factorised` holds Sigma, L, L^{-1} and Sigma^{-1} once per covariance and is
+where the engine's whitening, distances and Gaussian normalisers are computed (the claims'
+independent references compute their own).
+For phi(.; mu) = N(mu, Sigma):
 
 - KL(phi(.;u) || phi(.;v)) = D(u, v)^2 / 2
 - chi^2(phi(.;u) || phi(.;v)) = exp(D(u, v)^2) - 1
@@ -28,6 +31,7 @@ from scipy.special import log_ndtr, ndtr
 from forgetlab._validation import as_covariance, as_finite, as_means
 
 Array = NDArray[np.float64]
+_LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 def cholesky(cov: ArrayLike, dim: int) -> Array:
@@ -54,7 +58,6 @@ class Factorised:
             arr.flags.writeable = False
         self._precision: Array | None = None
         self._parent: Factorised | None = None
-        remember_inverse(self.chol, self.chol_inv)
         _remember(_FACTORS, _MAX_FACTORS, _root(self.cov), self)
 
     @property
@@ -78,6 +81,30 @@ class Factorised:
             return (vec.reshape(-1, vec.shape[-1]) @ prec).reshape(vec.shape)
         return np.einsum("...ij,...j->...i", prec, vec)
 
+    def whiten(self, x: Array) -> Array:
+        """z = L^{-1} x for rows x ``[..., n, d]`` (the covariance's batch axes against
+        ``[...]``); one matrix product when the covariance has no batch axes."""
+        return _times_transpose(x, self.chol_inv)
+
+    def precision_rows(self, v: Array) -> Array:
+        """Sigma^{-1} v = L^{-T} (L^{-1} v) for rows v ``[..., n, d]`` (batch as :meth:`whiten`)."""
+        return _times_transpose(self.whiten(v), np.swapaxes(self.chol_inv, -1, -2))
+
+    def log_normaliser(self) -> Array:
+        """log of the N(., Sigma) normaliser, -d/2 log(2 pi) - log|L|, ``[...]``."""
+        log_det = np.sum(np.log(np.diagonal(self.chol, axis1=-2, axis2=-1)), axis=-1)
+        return -0.5 * self.dim * _LOG_2PI - log_det
+
+    def colour(self, z: Array) -> Array:
+        """x = L z for rows z ``[..., n, d]``, the inverse of :meth:`whiten`."""
+        return _times_transpose(z, self.chol)
+
+    def distance(self, u: ArrayLike, v: ArrayLike) -> Array:
+        """D(u, v) = ||L^{-1}(u - v)|| for u, v ``[..., d]`` broadcast together and against the
+        covariance's batch axes; shape ``[...]``."""
+        diff = np.asarray(u, dtype=float) - np.asarray(v, dtype=float)
+        return np.linalg.norm(self.whiten(diff[..., None, :])[..., 0, :], axis=-1)
+
     @property
     def dim(self) -> int:
         """d."""
@@ -89,7 +116,6 @@ class Factorised:
         out.cov, out.chol, out.chol_inv = (np.broadcast_to(a, shape)
                                            for a in (self.cov, self.chol, self.chol_inv))
         out._precision, out._parent = None, self
-        remember_inverse(out.chol, out.chol_inv)
         return out
 
     def same(self, other: Factorised) -> bool:
@@ -105,6 +131,14 @@ class Factorised:
         except ValueError:  # batch shapes that do not broadcast
             return False
         return bool(np.allclose(self.cov, other.cov, rtol=1e-10, atol=0.0))
+
+
+def _times_transpose(x: Array, mat: Array) -> Array:
+    """x M^T for rows x ``[..., n, d]`` and M ``[..., d, d]``, using the unbroadcast M (one
+    matrix product when M is shared: a batched matmul loops over configurations)."""
+    if mat.ndim == 2:
+        return (x.reshape(-1, x.shape[-1]) @ mat.T).reshape(x.shape)
+    return x @ np.swapaxes(mat, -1, -2)
 
 
 def _root(arr: Array) -> Array:
@@ -155,42 +189,11 @@ def _remember(table: dict[int, tuple[weakref.ref, weakref.ref]], size: int,  # t
     table[id(key)] = (weakref.ref(key), weakref.ref(value))
 
 
-_INVERSES: dict[int, tuple[weakref.ref[Array], weakref.ref[Array]]] = {}  # id(L) -> L, L^-1
-_MAX_INVERSES = 256
-
-
-def remember_inverse(chol: Array, chol_inv: Array) -> None:
-    """Record L^{-1} for the array object ``chol`` (read by :func:`chol_inverse`); only weak
-    references are kept, so nothing stays alive because of this record."""
-    _remember(_INVERSES, _MAX_INVERSES, chol, chol_inv)
-
-
-def chol_inverse(chol: Array) -> Array:
-    """L^{-1} for a Cholesky factor ``[..., d, d]``: the recorded inverse when ``chol`` is an
-    array object that a :class:`Factorised` or a mixture handed out (no O(d^3) work), else
-    ``np.linalg.inv`` (the same numbers either way)."""
-    hit = _INVERSES.get(id(chol))
-    if hit is not None and hit[0]() is chol:
-        inv = hit[1]()
-        if inv is not None:
-            return inv
-    return np.asarray(np.linalg.inv(chol), dtype=np.float64)
-
-
-def whiten(x: ArrayLike, chol: Array) -> Array:
-    """z = L^{-1} x for x of shape ``[..., d]`` and L of shape ``[..., d, d]``."""
-    x = np.asarray(x, dtype=float)
-    return np.linalg.solve(chol, x[..., None])[..., 0]
-
-
 def mahalanobis(u: ArrayLike, v: ArrayLike, cov: ArrayLike,
                 names: tuple[str, str] = ("u", "v")) -> Array:
     """D(u, v) = ||Sigma^{-1/2}(u - v)||, shape ``[...]``; errors name the means ``names``."""
     u_arr, v_arr = as_means(u, v, names=names)
-    inv = factorise(np.asarray(cov, dtype=float), u_arr.shape[-1]).chol_inv  # cached per cov
-    diff = u_arr - v_arr
-    z = diff @ inv.T if inv.ndim == 2 else np.einsum("...ij,...j->...i", inv, diff)
-    return np.linalg.norm(z, axis=-1)
+    return factorise(np.asarray(cov, dtype=float), u_arr.shape[-1]).distance(u_arr, v_arr)
 
 
 def gaussian_kl(u: ArrayLike, v: ArrayLike, cov: ArrayLike) -> Array:

@@ -28,11 +28,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import log_softmax, logsumexp, softmax
 
-from forgetlab._validation import as_covariance, as_finite
-from forgetlab.gaussian import hard_misassignment
+from forgetlab._validation import as_finite
+from forgetlab.gaussian import Factorised, factorise, hard_misassignment
 
 Array = NDArray[np.float64]
-_LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 class KModeMixture:
@@ -42,10 +41,12 @@ class KModeMixture:
     ----------
     weights : w ``[K]`` in [0, 1], summing to 1 (zeros allowed: a mode not yet learned, or data).
     means : ``[K, d]``.
-    cov : a scalar variance, a ``[d]`` diagonal or a ``[d, d]`` SPD matrix.
+    cov : a scalar variance, a ``[d]`` diagonal, a ``[d, d]`` SPD matrix or its
+        :class:`~forgetlab.gaussian.Factorised`.
     """
 
-    def __init__(self, weights: ArrayLike, means: ArrayLike, cov: ArrayLike = 1.0) -> None:
+    def __init__(self, weights: ArrayLike, means: ArrayLike,
+                 cov: ArrayLike | Factorised = 1.0) -> None:
         w = as_finite(weights, "weights", low=0.0, high=1.0)
         if w.ndim != 1 or w.size < 1:
             raise ValueError(f"weights must be a vector of K >= 1 numbers, got shape {w.shape}")
@@ -58,9 +59,10 @@ class KModeMixture:
             raise ValueError(f"means must have shape [K={w.size}, d], got {m.shape}")
         self.weights: Array = w / w.sum()
         self.means: Array = m
-        self.cov: Array = as_covariance(cov, m.shape[1])
-        self.chol: Array = np.asarray(np.linalg.cholesky(self.cov), dtype=np.float64)
-        self.chol_inv: Array = np.asarray(np.linalg.inv(self.chol), dtype=np.float64)
+        self.factor = factorise(cov, m.shape[1])  # validated and factorised once per Sigma
+        self.cov: Array = self.factor.cov
+        self.chol: Array = self.factor.chol
+        self.chol_inv: Array = self.factor.chol_inv
 
     def __repr__(self) -> str:
         return (f"KModeMixture(K={self.n_modes}, dim={self.dim}, weights="
@@ -91,11 +93,11 @@ class KModeMixture:
 
     def with_params(self, weights: ArrayLike, means: ArrayLike) -> KModeMixture:
         """The same covariance with new weights and means."""
-        return KModeMixture(weights, means, self.cov)
+        return KModeMixture(weights, means, self.factor)
 
     def whiten(self, x: ArrayLike) -> Array:
         """z = L^{-1} x for x ``[..., d]``."""
-        return np.asarray(x, dtype=float) @ self.chol_inv.T
+        return self.factor.whiten(np.asarray(x, dtype=float))
 
     # -- pairwise closed forms ----------------------------------------------------------
     def distances(self) -> Array:
@@ -137,8 +139,7 @@ class KModeMixture:
     def component_log_probs(self, x: ArrayLike) -> Array:
         """log phi(x; m_k), ``[..., n, K]`` for x ``[..., n, d]``."""
         z = self.whiten(x)[..., None, :] - self.whiten(self.means)
-        log_det = float(np.sum(np.log(np.diagonal(self.chol))))
-        return -0.5 * self.dim * _LOG_2PI - log_det - 0.5 * np.sum(z * z, axis=-1)
+        return float(self.factor.log_normaliser()) - 0.5 * np.sum(z * z, axis=-1)
 
     def _joint(self, x: ArrayLike) -> Array:
         with np.errstate(divide="ignore"):
@@ -160,7 +161,7 @@ class KModeMixture:
         """
         x = np.asarray(x, dtype=float)
         r = self.responsibilities(x)
-        prec = self.chol_inv.T @ self.chol_inv
+        prec = self.factor.precision
         diff = (x[..., None, :] - self.means) @ prec
         return r - self.weights, r[..., None] * diff
 

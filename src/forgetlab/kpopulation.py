@@ -57,7 +57,7 @@ def _check_same(mixtures: list[KModeMixture]) -> None:
     for mix in mixtures[1:]:
         if mix.dim != first.dim:
             raise ValueError(f"mixtures have d={first.dim} and d={mix.dim}; they must share d")
-        if not np.allclose(mix.cov, first.cov, rtol=1e-10, atol=0.0):
+        if not mix.factor.same(first.factor):
             raise ValueError("all mixtures must share one covariance")
 
 
@@ -252,7 +252,7 @@ def forward_kl_gradient(learner: KModeMixture, data: KModeMixture) -> tuple[Arra
     keep = data.weights > 0
     mu, v = data.means[keep], data.weights[keep]
     e0, e1 = responsibility_moments(learner, mu, proj)
-    prec = learner.chol_inv.T @ learner.chol_inv
+    prec = learner.factor.precision
     moment = e0[..., None] * (mu[:, None, :] - learner.means[None]) + e1
     g_eta = learner.weights - v @ e0
     g_mean = -np.einsum("m,mkd->kd", v, moment) @ prec
@@ -271,7 +271,7 @@ def reverse_kl_gradient(learner: KModeMixture, target: KModeMixture) -> tuple[Ar
     vals, rq, rp = expected_log_ratio(learner, target, learner.means)
     w = learner.weights
     kl = float(np.sum(w * vals))
-    prec = learner.chol_inv.T @ learner.chol_inv
+    prec = learner.factor.precision
     g_mean = w[:, None] * ((rq @ learner.means - rp @ target.means) @ prec)
     return w * (vals - kl), g_mean
 

@@ -30,15 +30,9 @@ GEOMETRY_FIELDS = ("drift", "separation", "new_mode_error", "acc_old", "acc_new"
 EXACT_FIELDS = ("eps_q", "rho_q", "eps_star", "rho_star", "kl_reverse", "kl_forward")
 
 
-def distance(mix: TwoModeMixture, u: Array, v: Array) -> Array:
-    """D(u, v) = ||L^{-1}(u - v)|| with the Cholesky factor of ``mix``, shape ``[...]``."""
-    diff = np.broadcast_to(u - v, np.broadcast_shapes(u.shape, v.shape))
-    return np.linalg.norm(mix.whiten(diff[..., None, :])[..., 0, :], axis=-1)
-
-
 def drift(learner: TwoModeMixture, target: TwoModeMixture) -> Array:
     """delta = D(m_o, a), ``[C, S]``."""
-    return distance(learner, learner.mean_old, target.mean_old)
+    return learner.factor.distance(learner.mean_old, target.mean_old)
 
 
 def overlap_accuracy(w_p: Array, w_q: Array, dist: Array) -> Array:
@@ -61,11 +55,11 @@ def snapshot(learner: TwoModeMixture, target: TwoModeMixture, exact: bool = True
     geometry = {
         "drift": drift(learner, target),
         "separation": learner.separation(),
-        "new_mode_error": distance(learner, learner.mean_new, target.mean_new),
+        "new_mode_error": learner.factor.distance(learner.mean_new, target.mean_new),
         "acc_old": overlap_accuracy(target.weight_old, learner.weight_old,
                                     drift(learner, target)),
         "acc_new": overlap_accuracy(1.0 - target.weight_old, 1.0 - learner.weight_old,
-                                    distance(learner, learner.mean_new, target.mean_new)),
+                                    learner.factor.distance(learner.mean_new, target.mean_new)),
     }
     if not exact:
         return geometry

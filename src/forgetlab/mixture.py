@@ -24,18 +24,16 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import expit
 
 from forgetlab._validation import as_finite, as_means
-from forgetlab.gaussian import Factorised, factorise, remember_inverse
+from forgetlab.gaussian import Factorised, factorise
 
 Array = NDArray[np.float64]
-_LOG_2PI = float(np.log(2.0 * np.pi))
 
 
-def _times_transpose(x: Array, mat: NDArray[np.floating]) -> Array:
-    """x M^T for rows x ``[..., n, d]`` and M ``[..., d, d]``, using the unbroadcast M (one
-    matrix product when M is shared: a batched matmul loops over configurations)."""
-    if mat.ndim == 2:
-        return (x.reshape(-1, x.shape[-1]) @ mat.T).reshape(x.shape)
-    return x @ np.swapaxes(mat, -1, -2)
+def log_odds(beta: ArrayLike) -> Array:
+    """lambda = log((1 - beta) / beta) = log1p(-beta) - log(beta): -inf at beta = 1, +inf at 0."""
+    b = np.asarray(beta, dtype=float)
+    with np.errstate(divide="ignore"):
+        return np.log1p(-b) - np.log(b)
 
 
 class MixtureParams(NamedTuple):
@@ -76,11 +74,7 @@ class TwoModeMixture:
         self.mean_old: Array = np.broadcast_to(m_o, (*batch, dim))
         self.mean_new: Array = np.broadcast_to(m_n, (*batch, dim))
         self.cov: Array = np.broadcast_to(sigma, (*batch, dim, dim))
-        self._chol_base = factor.chol
-        self._chol_inv_base = factor.chol_inv
-        self.chol: Array = np.broadcast_to(self._chol_base, (*batch, dim, dim))
-        self._chol_inv: Array = np.broadcast_to(self._chol_inv_base, (*batch, dim, dim))
-        remember_inverse(self.chol, self._chol_inv)
+        self.chol: Array = np.broadcast_to(factor.chol, (*batch, dim, dim))
         self._separation: Array | None = None
 
     def __repr__(self) -> str:
@@ -116,6 +110,18 @@ class TwoModeMixture:
         built from the same :class:`~forgetlab.gaussian.Factorised`)."""
         return self.factor.same(other.factor)
 
+    def require_same_covariance(self, other: TwoModeMixture, name: str) -> None:
+        """Check that ``other`` (called ``name`` in the error) has this mixture's d and
+        covariance; ValueError otherwise."""
+        if self.dim != other.dim:
+            raise ValueError(f"{name} has d={other.dim}, the learner has d={self.dim}")
+        if not self.same_covariance(other):
+            raise ValueError(f"{name}.cov must equal the learner's cov (one shared covariance)")
+
+    def log_odds(self) -> Array:
+        """lambda = log((1 - beta) / beta), ``[...]`` (+-inf for a single Gaussian)."""
+        return log_odds(self.weight_old)
+
     def require_learner(self, name: str = "learner") -> TwoModeMixture:
         """Check that beta lies strictly inside (0, 1), as a learner's weight must."""
         as_finite(self.weight_old, f"{name}.weight_old", low=0.0, high=1.0,
@@ -130,31 +136,25 @@ class TwoModeMixture:
 
     def whiten(self, x: ArrayLike) -> Array:
         """z = L^{-1} x, x of shape ``[..., n, d]`` broadcast against the batch."""
-        return self._to_batch(_times_transpose(np.asarray(x, dtype=float), self._chol_inv_base))
+        return self._to_batch(self.factor.whiten(np.asarray(x, dtype=float)))
 
     def precision_times(self, v: ArrayLike) -> Array:
         """Sigma^{-1} v for v of shape ``[..., n, d]`` broadcast against the batch."""
-        z = _times_transpose(np.asarray(v, dtype=float), self._chol_inv_base)
-        return self._to_batch(_times_transpose(z, np.swapaxes(self._chol_inv_base, -1, -2)))
+        return self._to_batch(self.factor.precision_rows(np.asarray(v, dtype=float)))
 
     def separation(self) -> Array:
         """Delta_q = D(m_o, m_n), shape ``[...]`` (computed once per mixture)."""
         if self._separation is None:
-            diff = (self.mean_new - self.mean_old)[..., None, :]
-            self._separation = np.linalg.norm(self.whiten(diff)[..., 0, :], axis=-1)
+            self._separation = self.factor.distance(self.mean_new, self.mean_old)
             if isinstance(self._separation, np.ndarray):
                 self._separation.flags.writeable = False
         return self._separation
 
     # -- densities ----------------------------------------------------------------------
-    def _log_normaliser(self) -> Array:
-        log_det = np.sum(np.log(np.diagonal(self.chol, axis1=-2, axis2=-1)), axis=-1)
-        return -0.5 * self.dim * _LOG_2PI - log_det
-
     def component_log_probs(self, x: ArrayLike) -> tuple[Array, Array]:
         """(log phi(x; m_o), log phi(x; m_n)), each ``[..., n]`` for x ``[..., n, d]``."""
         x = np.asarray(x, dtype=float)
-        norm = self._log_normaliser()[..., None]
+        norm = self.factor.log_normaliser()[..., None]
         z_o = self.whiten(x - self.mean_old[..., None, :])
         z_n = self.whiten(x - self.mean_new[..., None, :])
         return (norm - 0.5 * np.sum(z_o**2, axis=-1), norm - 0.5 * np.sum(z_n**2, axis=-1))
@@ -204,7 +204,7 @@ class TwoModeMixture:
         means = np.where(is_old[..., None], self.mean_old[..., None, :],
                          self.mean_new[..., None, :])
         noise = rng.standard_normal((*batch, n, self.dim))
-        return means + _times_transpose(noise, self._chol_base), is_old
+        return means + self.factor.colour(noise), is_old
 
     def sample(self, n: int, rng: np.random.Generator) -> Array:
         """n draws per configuration, shape ``[..., n, d]``."""

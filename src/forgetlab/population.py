@@ -36,20 +36,13 @@ from numpy.typing import ArrayLike, NDArray
 
 from forgetlab._validation import as_finite, as_means
 from forgetlab.gaussian import hard_misassignment, mahalanobis
-from forgetlab.mixture import MixtureParams, TwoModeMixture
+from forgetlab.mixture import MixtureParams, TwoModeMixture, log_odds
 from forgetlab.quadrature import log_gaussian_expectation as _log_e
 
 Array = NDArray[np.float64]
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _check_same_cov(learner: TwoModeMixture, other: TwoModeMixture, name: str) -> None:
-    if learner.dim != other.dim:
-        raise ValueError(f"{name} has d={other.dim}, the learner has d={learner.dim}")
-    if not learner.same_covariance(other):
-        raise ValueError(f"{name}.cov must equal the learner's cov (one shared covariance)")
-
-
 def _prec(mix: TwoModeMixture, vec: Array) -> Array:
     """Sigma^{-1} vec for vec ``[..., d]``, broadcast against the batch (one product with the
     cached precision matrix)."""
@@ -81,18 +74,12 @@ def _nu(mix: TwoModeMixture) -> Array:
     return nu
 
 
-def _log_odds(mix: TwoModeMixture) -> Array:
-    """lambda = log((1 - beta) / beta), +-inf for a single Gaussian."""
-    with np.errstate(divide="ignore"):
-        return np.log1p(-mix.weight_old) - np.log(mix.weight_old)
-
-
 def _u_mean(mix: TwoModeMixture, mu: Array) -> Array:
     """u(mu) = lambda + nu^T (mu - (m_o + m_n)/2) for mu ``[..., K, d]``; returns ``[..., K]``."""
     nu = _nu(mix)
     mid = 0.5 * (mix.mean_old + mix.mean_new)
     proj = np.einsum("...d,...kd->...k", nu, mu - mid[..., None, :])
-    return _log_odds(mix)[..., None] + proj
+    return mix.log_odds()[..., None] + proj
 
 
 def _log_density_parts(mix: TwoModeMixture, mu: Array) -> tuple[Array, Array, Array]:
@@ -159,8 +146,7 @@ def misassignment(
     dist = mahalanobis(mean_old, mean_new, cov, names=("mean_old", "mean_new"))
     if hard:
         return hard_misassignment(w_o, 1.0 - w_o, dist, log=log)
-    with np.errstate(divide="ignore"):
-        lam = np.log1p(-w_o) - np.log(w_o)
+    lam = log_odds(w_o)
     out = _log_e("sigmoid", lam - 0.5 * dist**2, dist)
     return out if log else np.exp(out)
 
@@ -171,8 +157,7 @@ def misassignment_bound(
     """Overlap gate (1/2) sqrt(w_n / w_o) BC, BC = exp(-D^2/8): soft misassignment <= bound."""
     w_o = as_finite(weight_old, "weight_old", low=0.0, high=1.0, open_low=True)
     dist = mahalanobis(mean_old, mean_new, cov, names=("mean_old", "mean_new"))
-    with np.errstate(divide="ignore"):
-        log_ratio = np.log1p(-w_o) - np.log(w_o)
+    log_ratio = log_odds(w_o)
     return 0.5 * np.exp(0.5 * log_ratio - dist**2 / 8.0)
 
 
@@ -184,8 +169,8 @@ def soft_misassignments(learner: TwoModeMixture, target: TwoModeMixture) -> dict
     (pi* the target's responsibilities; target weights 0 or 1 give 0 or 1).
     """
     learner.require_learner()
-    _check_same_cov(learner, target, "target")
-    lam = _log_odds(learner)
+    learner.require_same_covariance(target, "target")
+    lam = learner.log_odds()
     dq = learner.separation()
     mu = np.stack([learner.mean_old, learner.mean_new], axis=-2)
     u_p = _u_mean(target, mu)
@@ -230,7 +215,7 @@ def forward_kl_gradient(learner: TwoModeMixture, data: TwoModeMixture) -> Mixtur
     w may be 0 or 1. Shapes ``[...]``, ``[..., d]``, ``[..., d]``.
     """
     learner.require_learner()
-    _check_same_cov(learner, data, "data")
+    learner.require_same_covariance(data, "data")
     scores = expected_scores(learner, np.stack([data.mean_old, data.mean_new], axis=-2))
     w = np.stack([data.weight_old, 1.0 - data.weight_old], axis=-1)
     return MixtureParams(
@@ -248,7 +233,7 @@ def reverse_kl_gradient(learner: TwoModeMixture, target: TwoModeMixture) -> Mixt
     d/dm_n = (1 - beta) Sigma^{-1} [(m_n - b) + rho_q (m_o - m_n) - rho_* (a - b)].
     """
     learner.require_learner()
-    _check_same_cov(learner, target, "target")
+    learner.require_same_covariance(target, "target")
     # one pass over Sigma^{-1} for the three vectors (what bounds the cost in high dimension)
     rows = _prec_rows(learner, np.stack([learner.mean_old - target.mean_old,
                                          learner.mean_new - target.mean_new,
@@ -276,7 +261,7 @@ def kl_divergence(p: TwoModeMixture, q: TwoModeMixture) -> Array:
     Either argument may be the learner; weights 0 or 1 are allowed (KL is finite for mixtures
     of one covariance).
     """
-    _check_same_cov(p, q, "q")
+    p.require_same_covariance(q, "q")
     vals = _expected_log_ratio(p, q, np.stack([p.mean_old, p.mean_new], axis=-2))
     w = np.stack([p.weight_old, 1.0 - p.weight_old], axis=-1)
     return np.maximum(np.sum(w * vals, axis=-1), 0.0)
@@ -295,7 +280,7 @@ def fisher_information(learner: TwoModeMixture) -> Array:
     """
     learner.require_learner()
     beta = learner.weight_old
-    lam = _log_odds(learner)
+    lam = learner.log_odds()
     dq = learner.separation()
     dim = learner.dim
     m_o, m_n = lam - 0.5 * dq**2, lam + 0.5 * dq**2  # means of u under phi_o, phi_n

@@ -33,6 +33,7 @@ from forgetlab import theory
 from forgetlab.claims import reference
 from forgetlab.claims.base import ClaimContext, ClaimResult, new_result, sim_config
 from forgetlab.dynamics import simulate
+from forgetlab.gaussian import factorise
 from forgetlab.mixture import TwoModeMixture
 from forgetlab.simconfig import SimulationConfig
 from forgetlab.trajectory import Trajectory
@@ -70,8 +71,7 @@ def _configs(replay: str, steps: int, stride: int, lr_factor: float = 1.0,
 
 def _theta(traj: Trajectory) -> np.ndarray:
     """(logit beta, whitened m_o, whitened m_n) per record, ``[C, T, 1 + 2d]``."""
-    chol = np.linalg.cholesky(np.asarray(COV))
-    white = lambda m: np.linalg.solve(chol, m[..., None])[..., 0]  # noqa: E731
+    white = factorise(np.asarray(COV), len(COV)).whiten
     return np.concatenate([logit(traj.weight_old[:, 0])[..., None],
                            white(traj.mean_old[:, 0]), white(traj.mean_new[:, 0])], -1)
 
@@ -87,8 +87,7 @@ def _iteration_bound(traj: Trajectory) -> np.ndarray:
 def _distance(traj: Trajectory, opt: TwoModeMixture) -> np.ndarray:
     """||theta_T - theta_opt|| in (logit, Mahalanobis) coordinates, ``[C]``."""
     theta = _theta(traj)[:, -1]
-    chol = np.linalg.cholesky(np.asarray(COV))
-    white = lambda m: np.linalg.solve(chol, m[..., None])[..., 0]  # noqa: E731
+    white = factorise(np.asarray(COV), len(COV)).whiten
     ref = np.concatenate([logit(opt.weight_old)[..., None], white(opt.mean_old),
                           white(opt.mean_new)], -1)
     return np.linalg.norm(theta - ref, axis=-1)

@@ -96,7 +96,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from forgetlab.gaussian import chol_inverse
+from forgetlab.gaussian import Factorised
 from forgetlab.mixture import MixtureParams, TwoModeMixture
 from forgetlab.vocabulary import Knob, validate_knobs
 
@@ -189,7 +189,8 @@ def sample_components(weights: Array, means: Array, chol: Array, n: int, rng: St
 
 
 class SampleBatch:
-    """Samples x ``[C, S, n, d]`` evaluated against mixtures sharing Sigma = L L^T (``chol``).
+    """Samples x ``[C, S, n, d]`` evaluated against mixtures sharing Sigma = L L^T (``factor``,
+    e.g. a mixture's :attr:`~forgetlab.mixture.TwoModeMixture.factor`).
 
     Everything is computed from the whitened z = L^{-1} x, formed once: log phi(x; m) =
     -d/2 log(2 pi) - log|L| - ||z - L^{-1} m||^2 / 2, and score means reduce over samples
@@ -197,13 +198,12 @@ class SampleBatch:
     (1/n) sum_i c_i r_o(x_i) Sigma^{-1}(x_i - m_o) = L^{-T}[(1/n) sum_i c_i r_o z_i - cbar z_o].
     """
 
-    def __init__(self, x: Array, chol: Array) -> None:
+    def __init__(self, x: Array, factor: Factorised) -> None:
         self.x = x
         self.n = x.shape[-2]
-        self.chol_inv = chol_inverse(chol)
+        self.chol_inv = factor.chol_inv
         self.z = _rows_times(self.chol_inv, x)
-        log_det = np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
-        self.log_norm = (-0.5 * x.shape[-1] * np.log(2.0 * np.pi) - log_det)[..., None]
+        self.log_norm = factor.log_normaliser()[..., None]
         self._log_probs: dict[int, tuple[TwoModeMixture, tuple[Array, Array, Array]]] = {}
 
     def _white(self, mean: Array) -> Array:

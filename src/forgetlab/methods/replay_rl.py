@@ -85,7 +85,7 @@ class ReplayRL(Method):
     def estimate(self, problem: Problem, learner: TwoModeMixture, x: Array
                  ) -> tuple[MixtureParams, Array]:
         """The importance-weighted gradient on behaviour draws x, and the weights used."""
-        batch = SampleBatch(x, problem.target.chol)
+        batch = SampleBatch(x, problem.target.factor)
         parts = batch.log_prob(learner)
         src = problem.old_data if self.knob("replay") == "old" else problem.initial
         w = importance_weights(parts[0], batch.log_prob(src)[0], self.knob("replay_fraction"))

@@ -31,19 +31,16 @@ def target_log_density(problem: Problem, x: Array) -> Array:
     return problem.target.log_prob(x)
 
 
-def distance_to(problem: Problem, x: Array, mean: Array) -> Array:
-    """D(x_i, mean) = ||L^{-1}(x_i - mean)|| for x ``[C, S, n, d]``, mean ``[C, 1, d]``."""
-    return np.linalg.norm(problem.target.whiten(x - mean[..., None, :]), axis=-1)
-
-
 def verifiable(problem: Problem, x: Array, radius: float | Array, credit_old: bool = False
                ) -> Array:
     """1{D(x, b) <= radius}, or also 1 where D(x, a) <= radius when ``credit_old``."""
-    r = np.asarray(radius, dtype=float)[..., None]
-    success = distance_to(problem, x, problem.target.mean_new) <= r
+    r = np.asarray(radius, dtype=float)
+    target = problem.target
+    points = np.moveaxis(x, -2, 0)  # [n, C, S, d]: the sample axis ahead of the batch axes
+    success = target.factor.distance(points, target.mean_new) <= r
     if credit_old:
-        success |= distance_to(problem, x, problem.target.mean_old) <= r
-    return success.astype(float)
+        success |= target.factor.distance(points, target.mean_old) <= r
+    return np.moveaxis(success, 0, -1).astype(float)
 
 
 def make_reward(kind: str, radius: float | Array = 1.0, credit_old: bool = False,

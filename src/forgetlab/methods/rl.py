@@ -124,7 +124,7 @@ class RL(Method):
     def signal(self, problem: Problem, learner: TwoModeMixture, x: Array,
                batch: SampleBatch | None = None) -> Array:
         """A(x) = r(x) - tau (log q(x) - log q_ref(x)), ``[C, S, n]``."""
-        batch = batch if batch is not None else SampleBatch(x, problem.target.chol)
+        batch = batch if batch is not None else SampleBatch(x, problem.target.factor)
         log_ratio = batch.log_prob(learner)[0]
         if self.knob("reference") == "initial":
             log_ratio = log_ratio - batch.log_prob(problem.initial)[0]
@@ -146,7 +146,7 @@ class RL(Method):
         group = int(self.knob("group_size"))
         if self.knob("grpo") and x.shape[-2] % group:
             raise ValueError(f"group_size ({group}) must divide batch_size ({x.shape[-2]})")
-        batch = SampleBatch(x, problem.target.chol)
+        batch = SampleBatch(x, problem.target.factor)
         centred = centred_signal(self.signal(problem, learner, x, batch),
                                  self.knob("baseline"), group, self.knob("grpo"))
         s = batch.score_mean(learner, centred)

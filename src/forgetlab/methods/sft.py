@@ -73,7 +73,7 @@ def population_scores(learner: TwoModeMixture, weights: Array, means: Array) -> 
 
 def batch_scores(learner: TwoModeMixture, x: Array) -> MixtureParams:
     """(1/n) sum_i grad log q(x_i), x ``[C, S, n, d]``: unbiased for E_D[grad log q]."""
-    return SampleBatch(x, learner.chol).score_mean(learner, np.ones(x.shape[:-1]))
+    return SampleBatch(x, learner.factor).score_mean(learner, np.ones(x.shape[:-1]))
 
 
 def em_from_moments(learner: TwoModeMixture, mean_score: MixtureParams) -> MixtureParams:

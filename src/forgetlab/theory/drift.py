@@ -32,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from forgetlab.mixture import TwoModeMixture
+from forgetlab.mixture import TwoModeMixture, log_odds
 from forgetlab.population import soft_misassignments
 
 Array = NDArray[np.float64]
@@ -63,11 +63,11 @@ def drift_bound(trajectory: TwoModeMixture, target: TwoModeMixture) -> DriftBoun
     exact = np.max(mis["eps_q"] * dq + mis["eps_star"] * delta, axis=0)
     beta = trajectory.weight_old
     alpha = np.broadcast_to(target.weight_old, beta.shape)
-    root_q = np.exp(0.5 * (np.log1p(-beta) - np.log(beta)))
+    root_q = np.exp(0.5 * log_odds(beta))
     shift = np.einsum("...d,...d->...", target.precision_times(
         (target.mean_new - target.mean_old)[..., None, :])[..., 0, :],
         trajectory.mean_old - target.mean_old)
-    root_p = np.exp(0.5 * (np.log1p(-alpha) - np.log(alpha) + shift))
+    root_p = np.exp(0.5 * (log_odds(alpha) + shift))
     lemma = 0.5 * (root_q * dq * np.exp(-dq**2 / 8.0) + root_p * delta * np.exp(-delta**2 / 8.0))
     d_min = np.minimum(np.min(dq, axis=0), delta[0])
     d_max = np.maximum(np.max(dq, axis=0), delta[0])

@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from forgetlab._validation import as_finite
+from forgetlab.gaussian import cholesky
 from forgetlab.mixture import TwoModeMixture
 from forgetlab.population import fisher_information
 
@@ -47,7 +48,7 @@ class LocalGeometry(NamedTuple):
 def _natural(matrix: Array, alpha: Array, cov: Array) -> Array:
     """P^{1/2} J M J P^{1/2}, J = diag(alpha (1 - alpha), I, I), P = blockdiag(1, Sigma, Sigma)."""
     dim = cov.shape[-1]
-    root = np.linalg.cholesky(cov)  # Sigma = L L^T: use P^{1/2} ~ blockdiag(1, L^T, L^T)
+    root = cholesky(cov, dim)  # Sigma = L L^T: use P^{1/2} ~ blockdiag(1, L^T, L^T)
     left = np.zeros((*matrix.shape[:-2], 1 + 2 * dim, 1 + 2 * dim))
     left[..., 0, 0] = alpha * (1.0 - alpha)
     left[..., 1:dim + 1, 1:dim + 1] = np.swapaxes(root, -1, -2)

@@ -103,6 +103,8 @@ from scipy.special import expit, logit
 from scipy.stats import ncx2
 
 from forgetlab._validation import as_covariance, as_finite, as_means
+from forgetlab.gaussian import factorise
+from forgetlab.mixture import log_odds
 
 Array = NDArray[np.float64]
 
@@ -113,10 +115,7 @@ def ball_success_probability(mean: ArrayLike, center: ArrayLike, radius: ArrayLi
     """P_{x~N(mean, Sigma)}[D(x, center) <= radius] = F_{ncx2(d, D(mean, center)^2)}(radius^2)."""
     m, c = as_means(mean, center, names=("mean", "center"))
     rho = as_finite(radius, "radius", low=0.0)
-    sigma = as_covariance(cov, m.shape[-1])
-    chol = np.linalg.cholesky(sigma)
-    z = np.linalg.solve(chol, (m - c)[..., None])[..., 0]
-    nc = np.sum(z**2, axis=-1)
+    nc = factorise(np.asarray(cov, dtype=float), m.shape[-1]).distance(m, c) ** 2
     return np.asarray(ncx2.cdf(rho**2, m.shape[-1], nc), dtype=float)
 
 
@@ -167,8 +166,7 @@ def anchored_tilt_exponent(gamma: ArrayLike, kappa: ArrayLike, p_success0: Array
     em1 = np.expm1(gam)
 
     def excess(g: Array) -> Array:
-        with np.errstate(divide="ignore"):
-            p_g = expit(g + np.log(p0) - np.log1p(-p0))
+        p_g = expit(g - log_odds(p0))
         return g - em1 / (kap * (1.0 + em1 * p_g))
 
     lo = np.zeros(np.broadcast_shapes(gam.shape, kap.shape, p0.shape))

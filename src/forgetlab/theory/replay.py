@@ -89,7 +89,7 @@ def _em_step(q: TwoModeMixture, means: Array, masses: Array, floor: float
 
 def _pack(q: TwoModeMixture) -> Array:
     """(logit beta, m_o, m_n) as one vector ``[..., 1 + 2d]``."""
-    eta = np.log(q.weight_old) - np.log1p(-q.weight_old)
+    eta = -q.log_odds()
     return np.concatenate([eta[..., None], q.mean_old, q.mean_new], axis=-1)
 
 
