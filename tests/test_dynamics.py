@@ -231,24 +231,6 @@ def test_sample_batch_matches_the_mixture() -> None:
                                rtol=1e-10, atol=1e-13)
 
 
-@pytest.mark.parametrize("w_p,w_q,mu_q,sd", [(0.75, 0.6, -0.5, 1.0), (0.25, 0.4, 2.0, 0.7),
-                                             (0.3, 0.3, 0.0, 1.3), (0.5, 0.01, 6.0, 1.0),
-                                             (0.2, 0.9, 0.0, 1.0)])
-def test_overlap_accuracy_matches_quadrature(w_p: float, w_q: float, mu_q: float,
-                                             sd: float) -> None:
-    """Closed-form Chen et al. overlap against adaptive quadrature in d = 1."""
-    from scipy import integrate, stats
-
-    from forgetlab.metrics import overlap_accuracy
-
-    def f(x: float) -> float:
-        return min(w_p * stats.norm.pdf(x, 0.0, sd), w_q * stats.norm.pdf(x, mu_q, sd))
-
-    ref = integrate.quad(f, -15, 15, points=[0.0, mu_q], epsabs=1e-13, limit=200)[0] / w_p
-    got = overlap_accuracy(np.array(w_p), np.array(w_q), np.array(abs(mu_q) / sd))
-    assert abs(got - ref) < 1e-9
-
-
 def test_drop_and_gain_are_recorded() -> None:
     traj = simulate(SimulationConfig(method="sft", steps=40, stride=10, learning_rate=1.0))
     np.testing.assert_array_equal(traj.drop[..., 0], 0.0)
