@@ -12,7 +12,6 @@ from forgetlab.methods import list_methods, make_method
 from forgetlab.methods.base import Problem
 from forgetlab.mixture import MixtureParams, TwoModeMixture
 from forgetlab.simconfig import SimulationConfig, load_config
-from forgetlab.trajectory import Recorder
 
 
 def _finite(seed: int, lam: float = 0.3, **extra: object) -> SimulationConfig:
@@ -115,15 +114,6 @@ def test_divergence_is_detected_and_reported() -> None:
     frame = traj.to_dataframe()
     assert frame.loc[frame.config == 1, "diverged"].any()
     assert not frame.loc[frame.config == 0, "diverged"].any()
-
-
-def test_recorder_memory_does_not_grow_with_unrecorded_steps() -> None:
-    short = Recorder((4, 8), 2, steps=100, stride=50)
-    long = Recorder((4, 8), 2, steps=100_000, stride=50_000)
-    size = lambda r: sum(a.nbytes for a in (r.weight_old, r.mean_old, r.mean_new,  # noqa: E731
-                                              *r.metrics.values()))
-    assert len(short.steps) == len(long.steps) == 3
-    assert size(short) == size(long)
 
 
 def test_trajectory_shapes_dataframe_and_running_extremes() -> None:
