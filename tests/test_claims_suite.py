@@ -11,7 +11,6 @@ import importlib.util
 import pytest
 
 from forgetlab.claims import claim_ids
-from forgetlab.claims.base import TOLERANCE_SOURCES
 from reproduce_run import quick_run
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -48,9 +47,6 @@ def test_claim_passes(claim_id: str) -> None:
             _failing(claim)
     else:
         assert claim["status"] == "passed", _failing(claim)
-    for check in claim["checks"]:
-        assert check["tolerance_source"] in TOLERANCE_SOURCES
-        assert check["tolerance"] >= 0.0
 
 
 def test_every_claim_has_a_figure_and_a_statement() -> None:

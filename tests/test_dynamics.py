@@ -12,7 +12,6 @@ from forgetlab.methods import list_methods, make_method
 from forgetlab.methods.base import Problem
 from forgetlab.mixture import MixtureParams, TwoModeMixture
 from forgetlab.simconfig import SimulationConfig, load_config
-from forgetlab.trajectory import Recorder
 
 
 def _finite(seed: int, lam: float = 0.3, **extra: object) -> SimulationConfig:
@@ -115,15 +114,6 @@ def test_divergence_is_detected_and_reported() -> None:
     frame = traj.to_dataframe()
     assert frame.loc[frame.config == 1, "diverged"].any()
     assert not frame.loc[frame.config == 0, "diverged"].any()
-
-
-def test_recorder_memory_does_not_grow_with_unrecorded_steps() -> None:
-    short = Recorder((4, 8), 2, steps=100, stride=50)
-    long = Recorder((4, 8), 2, steps=100_000, stride=50_000)
-    size = lambda r: sum(a.nbytes for a in (r.weight_old, r.mean_old, r.mean_new,  # noqa: E731
-                                              *r.metrics.values()))
-    assert len(short.steps) == len(long.steps) == 3
-    assert size(short) == size(long)
 
 
 def test_trajectory_shapes_dataframe_and_running_extremes() -> None:
@@ -229,24 +219,6 @@ def test_sample_batch_matches_the_mixture() -> None:
                                rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(fused.mean_new, np.mean(coef[..., None] * s.mean_new, -2),
                                rtol=1e-10, atol=1e-13)
-
-
-@pytest.mark.parametrize("w_p,w_q,mu_q,sd", [(0.75, 0.6, -0.5, 1.0), (0.25, 0.4, 2.0, 0.7),
-                                             (0.3, 0.3, 0.0, 1.3), (0.5, 0.01, 6.0, 1.0),
-                                             (0.2, 0.9, 0.0, 1.0)])
-def test_overlap_accuracy_matches_quadrature(w_p: float, w_q: float, mu_q: float,
-                                             sd: float) -> None:
-    """Closed-form Chen et al. overlap against adaptive quadrature in d = 1."""
-    from scipy import integrate, stats
-
-    from forgetlab.metrics import overlap_accuracy
-
-    def f(x: float) -> float:
-        return min(w_p * stats.norm.pdf(x, 0.0, sd), w_q * stats.norm.pdf(x, mu_q, sd))
-
-    ref = integrate.quad(f, -15, 15, points=[0.0, mu_q], epsabs=1e-13, limit=200)[0] / w_p
-    got = overlap_accuracy(np.array(w_p), np.array(w_q), np.array(abs(mu_q) / sd))
-    assert abs(got - ref) < 1e-9
 
 
 def test_drop_and_gain_are_recorded() -> None:

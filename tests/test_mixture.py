@@ -149,7 +149,6 @@ def test_responsibilities_sum_to_one_and_swap_symmetry(case):
     # absolute rounding error of about L * 2^-52
     log_scale = np.max(np.abs(mix.component_log_probs(x)))
     tol = 1e-15 / min(mix.weight_old, 1 - mix.weight_old) + 1e-15 * log_scale
-    assert np.all((r_o >= 0) & (r_o <= 1))
     assert np.allclose(r_o + r_n, 1.0, rtol=0, atol=tol)
     assert np.allclose(mix.log_prob(x), swapped.log_prob(x), rtol=1e-13, atol=tol)
     assert np.all(np.isfinite(mix.log_prob(x)))
