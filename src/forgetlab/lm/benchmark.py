@@ -58,7 +58,8 @@ DEFAULT_METHODS = (
     "sft", "replay_sft", "rl:reward=target", "oapl:reward=target", "rl",
     "rl:reward=verifier_new", "rl:reward=verifier_new,kl_coef=0.1",
     "ttt_discover:reward=verifier_new", "ttt_discover:reward=verifier_new,kappa=0.1",
-    "self_sft", "iterative_sft:reward=verifier_new", "distill", "distill:divergence=forward", "sdft",
+    "self_sft", "iterative_sft:reward=verifier_new", "distill", "distill:divergence=forward",
+    "sdft",
 )
 """One analogue per theory statement (:func:`predict`): SFT (C2), replay SFT (C6), reverse KL to
 the explicit target (C3), RL and TTT-Discover with a new-only reward without and with an anchor
