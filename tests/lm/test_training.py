@@ -57,6 +57,20 @@ def test_pretrain_cache_and_determinism(tmp_path: Path) -> None:
     assert info3["key"] != info1["key"]
 
 
+def test_cache_key_holds_the_thread_count(tmp_path: Path) -> None:
+    """A base trained with another number of CPU threads is another cache entry: torch's
+    reductions, hence the weights, depend on the thread count."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        _, one = load_or_pretrain(TASK, MICRO, PRE, tmp_path)
+        torch.set_num_threads(2)
+        _, two = load_or_pretrain(TASK, MICRO, PRE, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    assert one["key"] != two["key"] and not two["cached"]
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_steps_and_is_deterministic(tmp_path: Path, name: str) -> None:
     base, _ = load_or_pretrain(TASK, MICRO, PRE, tmp_path)

@@ -46,14 +46,17 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(task: TaskConfig, model: GPTConfig, train: PretrainConfig) -> str:
-    """Hash of everything that determines the pre-trained weights (and the torch version).
+    """Hash of everything that determines the pre-trained weights: the configurations, the
+    torch version and torch's CPU thread count (its reductions, hence the weights, depend on it:
+    1 and 2 threads differ by up to 0.02 in a weight after the quick pre-training).
 
     The post-training target's accepted answers (``new_shifts``, ``new_close``) do not enter
     pre-training and are left out, so the two-answer variant shares the base model."""
     corpus = {k: v for k, v in task.as_dict().items() if k not in ("new_shifts", "new_close")}
     blob = json.dumps(
         {"format": CACHE_FORMAT, "task": corpus, "model": asdict(model),
-         "train": asdict(train), "torch": torch.__version__.split("+")[0]},
+         "train": asdict(train), "torch": torch.__version__.split("+")[0],
+         "threads": torch.get_num_threads()},
         sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
