@@ -87,8 +87,9 @@ class Factorised:
         return _times_transpose(x, self.chol_inv)
 
     def precision_rows(self, v: Array) -> Array:
-        """Sigma^{-1} v = L^{-T} (L^{-1} v) for rows v ``[..., n, d]`` (batch as :meth:`whiten`)."""
-        return _times_transpose(self.whiten(v), np.swapaxes(self.chol_inv, -1, -2))
+        """Sigma^{-1} v for rows v ``[..., n, d]`` (batch as :meth:`whiten`), through the same
+        precision matrix as :meth:`precision_times` (it is symmetric: rows times Sigma^{-1})."""
+        return _times_transpose(v, self.precision)
 
     def log_normaliser(self) -> Array:
         """log of the N(., Sigma) normaliser, -d/2 log(2 pi) - log|L|, ``[...]``."""
