@@ -20,7 +20,6 @@ import tracemalloc
 from forgetlab import presets
 from forgetlab.dynamics import simulate
 from forgetlab.sweep.engine import DynamicsRunner
-from forgetlab.sweep.spec import SweepSpec
 
 
 def main() -> None:
@@ -33,10 +32,7 @@ def main() -> None:
     rows = []
     for name, n_configs, seeds in cases:
         base = presets.get(name, steps=args.steps, stride=10, seeds=seeds)
-        data = base.model_dump(mode="json", exclude={"seeds"})
-        axis = {"problem.separation": [2.0 + 0.1 * i for i in range(n_configs)]}
-        spec = SweepSpec(name, data, axis, seeds if base.regime == "finite" else 1)
-        runs = spec.runs(runner.resolve)
+        resolved = runner.resolve(base.model_dump(mode="json", exclude={"seeds"}))
         configs = [base.with_updates(problem={"separation": 2.0 + 0.1 * i})
                    for i in range(n_configs)]
         tracemalloc.start()
@@ -45,7 +41,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        est_s, est_b = runner.estimate_seconds(runs), runner.estimate_bytes(runs)
+        est_s = runner.estimate_seconds(resolved, n_configs, seeds)
+        est_b = runner.estimate_bytes(resolved, n_configs, seeds)
         rows.append({"preset": name, "configs": n_configs, "seeds": seeds,
                      "measured_s": seconds, "estimated_s": est_s, "time_ratio": est_s / seconds,
                      "measured_bytes": peak, "estimated_bytes": est_b,

@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 import numpy as np
+from _results import append_result
 
 from forgetlab.sweep.driver import run_sweep
 from forgetlab.sweep.engine import DynamicsRunner
@@ -162,6 +163,7 @@ def main() -> None:
         result["dask_time_vs_local"] = rows["dask 2 workers, chunked"]["seconds"] / base["seconds"]
         result["ray_time_vs_local"] = rows["ray 2 CPUs, chunked"]["seconds"] / base["seconds"]
     print(json.dumps(result))
+    append_result("sweep", result)
 
 
 if __name__ == "__main__":

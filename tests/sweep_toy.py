@@ -3,6 +3,7 @@
 Each run draws ``n`` standard normals from ``Run.seed_sequence()`` and reports their mean and
 ``x * y`` plus that mean, so a wrong seed, a lost row or a duplicated row changes the table.
 ``sleep`` slows each chunk (seconds per run) so tests can interrupt a sweep midway.
+:class:`InlineExecutor` runs chunks in the test's process, optionally stopping after a few.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from forgetlab.sweep.executors import Executor
 from forgetlab.sweep.spec import Run
 
 
@@ -35,8 +37,8 @@ class ToyRunner:
     def group_key(self, config: dict[str, Any]) -> str:
         return config["kind"]
 
-    def estimate_bytes(self, runs: Sequence[Run]) -> int:
-        return 8 * self.n * len(runs)
+    def estimate_bytes(self, config: dict[str, Any], configs: int, seeds: int) -> int:
+        return 8 * self.n * configs * seeds
 
     def run(self, runs: Sequence[Run]) -> dict[str, np.ndarray]:
         draws = np.stack([np.random.default_rng(r.seed_sequence()).standard_normal(self.n)
@@ -52,3 +54,25 @@ def worker_pid(_: int) -> int:
     import os
 
     return os.getpid()
+
+
+class InlineExecutor(Executor):
+    """Runs every task here, in order; after ``limit`` tasks it raises KeyboardInterrupt, as
+    Ctrl-C would, so that a test can stop a sweep midway."""
+
+    name = "inline"
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+
+    def map_unordered(self, fn, items):
+        for i, item in enumerate(items):
+            if self.limit is not None and i >= self.limit:
+                raise KeyboardInterrupt
+            yield i, fn(item)
+
+    def cancel(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

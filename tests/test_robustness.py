@@ -404,8 +404,13 @@ def test_a_complete_run_verifies_what_it_reports(toy_store, monkeypatch) -> None
     from sweep_toy import ToyRunner
 
     out, spec = toy_store
-    real = driver.load_results
-    monkeypatch.setattr(driver, "load_results", lambda d: real(d).iloc[1:])
+    real = driver.scan_runs
+
+    def one_lost(directory, diverged=False):  # the read-back of the verification loses one
+        stored, count = real(directory, diverged)
+        return (stored[1:] if diverged else stored), count
+
+    monkeypatch.setattr(driver, "scan_runs", one_lost)
     with pytest.raises(StoreError, match="1 run"):
         run_sweep(spec, out, ToyRunner(), workers=1, progress=False)
 

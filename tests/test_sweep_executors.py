@@ -19,8 +19,8 @@ from forgetlab.sweep.driver import run_sweep
 from forgetlab.sweep.engine import DynamicsRunner
 from forgetlab.sweep.executors import LocalExecutor, WorkerLost
 from forgetlab.sweep.spec import parse_spec
-from forgetlab.sweep.store import ResultStore, load_results, part_files, rows_frame
-from sweep_toy import ToyRunner, worker_pid
+from forgetlab.sweep.store import load_results, part_files
+from sweep_toy import InlineExecutor, ToyRunner, worker_pid
 
 SPEC = {"name": "toy", "seeds": 5, "axes": {"x": [0.0, 0.5, 1.0, 2.0, 4.0], "y": [1.0, -2.0],
                                              "kind": ["a", "b"]}}
@@ -46,17 +46,10 @@ def reference(tmp_path_factory):
 @pytest.fixture(scope="module")
 def engine_reference(tmp_path_factory):
     """Each configuration simulated alone, in this process: the rows a sweep must reproduce."""
-    runner = DynamicsRunner()
-    spec = parse_spec(ENGINE_SPEC)
-    runs = spec.runs(runner.resolve)
-    by_config = {}
-    for r in runs:
-        by_config.setdefault(r.config_id, []).append(r)
     out = tmp_path_factory.mktemp("engine-ref")
-    with ResultStore(out) as store:
-        store.open(runner.name, spec.name, spec.seeds, runs)
-        for cid, group in by_config.items():
-            store.write_chunk(cid, rows_frame(group, runner.run(group)))
+    run_sweep(parse_spec(ENGINE_SPEC), out, executor=InlineExecutor(), chunk_size=1,
+              progress=False)
+    assert len(part_files(out)) == 16
     table = load_results(out)
     assert len(table) == 32
     return table

@@ -30,25 +30,22 @@ def test_estimate_is_within_a_factor_three_of_the_traced_peak(regime, batch, dim
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    ratio = runner.estimate_bytes(runs) / peak
+    ratio = runner.estimate_bytes(runs[0].config, configs, seeds) / peak
     assert 1 / 3 <= ratio <= 3.0, f"estimate / traced peak = {ratio:.2f}"
 
 
-def _chunk(runner: DynamicsRunner, regime: str, configs: int, seeds: int) -> list:
-    spec = parse_spec({"seeds": seeds, "base": {
-        "regime": regime, "steps": 20, "stride": 5, "batch_size": 64, "problem": {"dim": 2}},
-        "axes": {"problem.separation": [1.0 + 0.1 * i for i in range(configs)]}})
-    return spec.runs(runner.resolve)
+def _config(regime: str) -> dict:
+    return DynamicsRunner().resolve({"regime": regime, "steps": 20, "stride": 5,
+                                     "batch_size": 64, "problem": {"dim": 2}})
 
 
 def test_estimates_count_configurations_times_seeds() -> None:
     runner = DynamicsRunner()
+    finite, population = _config("finite"), _config("population")
     # finite batch: 2 configurations x 3 seeds cost what 6 configurations x 1 seed cost
-    pairs = [(_chunk(runner, "finite", 2, 3), _chunk(runner, "finite", 6, 1)),
-             # population: the seeds of a configuration are simulated once
-             (_chunk(runner, "population", 2, 3), _chunk(runner, "population", 2, 1))]
-    for a, b in pairs:
-        assert len(a) == 6
-        assert runner.estimate_bytes(a) == runner.estimate_bytes(b)
-        assert runner.estimate_seconds(a) == runner.estimate_seconds(b)
-    assert runner.estimate_bytes(pairs[0][0]) > runner.estimate_bytes(pairs[0][0][:1])
+    for est in (runner.estimate_bytes, runner.estimate_seconds):
+        assert est(finite, 2, 3) == est(finite, 6, 1)
+        # population: the seeds of a configuration are simulated once
+        assert est(population, 2, 3) == est(population, 2, 1)
+        assert est(finite, 2, 3) > est(finite, 1, 1)
+        assert est(population, 3, 1) > est(population, 2, 1)

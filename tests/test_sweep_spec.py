@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from forgetlab.sweep.plan import make_chunks, make_plan
+from forgetlab.sweep.plan import make_plan, pack_chunks
 from forgetlab.sweep.spec import load_spec, parse_spec
 from sweep_toy import ToyRunner
 
@@ -15,8 +15,10 @@ from sweep_toy import ToyRunner
 def test_grid_is_cartesian_product_in_file_order():
     spec = parse_spec({"seeds": 2, "axes": {"x": [1.0, 2.0, 3.0], "kind": ["a", "b"]}})
     assert spec.n_configs == 6 and spec.n_runs == 12
-    xs = [(c["x"], c["kind"]) for c in spec.raw_configs()]
+    xs = [(c["x"], c["kind"]) for c in map(spec.raw_config, range(spec.n_configs))]
     assert xs == [(1.0, "a"), (1.0, "b"), (2.0, "a"), (2.0, "b"), (3.0, "a"), (3.0, "b")]
+    with pytest.raises(IndexError):
+        spec.raw_config(6)
 
 
 def test_ranges_linear_step_and_log():
@@ -127,12 +129,48 @@ def test_run_identity_depends_on_the_run_not_its_position():
 
 
 def test_chunks_hold_whole_configurations_of_one_group():
-    runs = parse_spec({"seeds": 3, "axes": {"x": [1.0, 2.0, 3.0], "kind": ["a", "b"]}}).runs(
-        ToyRunner().resolve)
-    chunks = make_chunks(runs, ToyRunner(), 7)
-    assert sorted(len(c) for c in chunks) == [3, 3, 6, 6]
-    assert sorted(len(c) for c in make_chunks(runs, ToyRunner(), 1)) == [3] * 6
-    assert all(len({r.config["kind"] for r in c.runs}) == 1 for c in chunks)
-    assert sorted(r.run_id for c in chunks for r in c.runs) == sorted(r.run_id for r in runs)
+    spec = parse_spec({"seeds": 3, "axes": {"x": [1.0, 2.0, 3.0], "kind": ["a", "b"]}})
+    plan = make_plan(spec, ToyRunner(), chunk_size=7)
+    runs = spec.runs(ToyRunner().resolve)
+    kinds = [r.config["kind"] for r in runs[::3]]
+    assert sorted(len(c) for c in plan.chunks) == [3, 3, 6, 6]
+    assert sorted(len(c) for c in plan.pack()) == [3, 3, 6, 6]
+    assert sorted(len(c) for c in pack_chunks(plan.group_of, 3, 1)) == [3] * 6
+    assert all(len({kinds[c] for c in chunk.configs}) == 1 for chunk in plan.chunks)
+    ids = plan.run_ids()
+    assert sorted(ids[c, s].decode() for chunk in plan.chunks for c, seeds in chunk.seeds()
+                  for s in seeds) == sorted(r.run_id for r in runs)
     with pytest.raises(ValueError, match="chunk_size must be an integer >= 1"):
-        make_chunks(runs, ToyRunner(), 0)
+        pack_chunks(plan.group_of, 3, 0)
+
+
+def test_pending_runs_pack_into_fewer_chunks():
+    spec = parse_spec({"seeds": 3, "axes": {"x": [1.0, 2.0, 3.0, 4.0], "kind": ["a"]}})
+    plan = make_plan(spec, ToyRunner(), chunk_size=4)
+    pending = np.zeros((4, 3), dtype=bool)
+    pending[0, 2] = pending[1, :] = pending[3, 1:] = True
+    chunks = plan.pack(pending)
+    assert [(list(c.configs), len(c)) for c in chunks] == [([0, 1], 4), ([3], 2)]
+    assert [list(s) for _, s in chunks[0].seeds()] == [[2], [0, 1, 2]]
+
+
+def test_planning_in_blocks_on_an_executor_gives_the_same_plan(monkeypatch):
+    from forgetlab.sweep import plan as plan_module
+    from sweep_toy import InlineExecutor
+
+    spec = parse_spec({"seeds": 2, "axes": {"x": [0.5 * i for i in range(9)],
+                                            "kind": ["b", "a", "c"]}})
+    whole = make_plan(spec, ToyRunner(), chunk_size=5)
+    monkeypatch.setattr(plan_module, "BLOCK", 4)
+
+    class Reversed(InlineExecutor):
+        def map_unordered(self, fn, items):
+            return reversed(list(super().map_unordered(fn, items)))
+
+    blocks = make_plan(spec, ToyRunner(), chunk_size=5, executor=Reversed())
+    assert (blocks.config_ids == whole.config_ids).all()
+    assert (blocks.group_of == whole.group_of).all()
+    assert [g.key for g in blocks.groups] == ["b", "a", "c"]
+    assert [list(c.configs) for c in blocks.chunks] == [list(c.configs) for c in whole.chunks]
+    expected = [r.config_id for r in spec.runs(ToyRunner().resolve)[::2]]
+    assert list(whole.config_ids.astype(str)) == expected

@@ -11,26 +11,37 @@ import pandas as pd
 import pytest
 
 from forgetlab.sweep import store as store_module
-from forgetlab.sweep.driver import run_sweep
-from forgetlab.sweep.plan import make_chunks
+from forgetlab.sweep.driver import execute_chunk, run_sweep
+from forgetlab.sweep.plan import ChunkTask, make_plan
 from forgetlab.sweep.spec import parse_spec
-from forgetlab.sweep.store import ResultStore, StoreError, load_results, rows_frame
-from sweep_toy import ToyRunner
+from forgetlab.sweep.store import ResultStore, StoreError, load_results
+from sweep_toy import InlineExecutor, ToyRunner
 
 SPEC = {"name": "toy", "seeds": 3, "axes": {"x": [0.0, 1.0, 2.0, 3.0], "kind": ["a", "b"]}}
 
 
 def _store_serially(spec, directory, chunk_size=5, limit=None):
-    """Run chunks in this process (no executor) to exercise the store alone."""
+    """Run the sweep's chunks in this process, the first ``limit`` of them."""
+    run_sweep(spec, directory, ToyRunner(), executor=InlineExecutor(limit), chunk_size=chunk_size,
+              progress=False)
+    return spec.runs(ToyRunner().resolve)
+
+
+def _committed(spec, directory):
+    """A store holding ``spec``'s plan and no runs, and the plan."""
     runner = ToyRunner()
-    runs = spec.runs(runner.resolve)
-    with ResultStore(directory) as store:
-        store.open(runner.name, spec.name, spec.seeds, runs)
-        done = store.done_run_ids()
-        chunks = make_chunks([r for r in runs if r.run_id not in done], runner, chunk_size)
-        for chunk in chunks[:limit]:
-            store.write_chunk(chunk.chunk_id, rows_frame(chunk.runs, runner.run(chunk.runs)))
-    return runs
+    store = ResultStore(directory)
+    store.open()
+    configs = store.config_writer()
+    plan = make_plan(spec, runner, on_block=lambda b: configs.write(b.start, b.config_ids,
+                                                                     b.configs))
+    store.commit(runner.name, spec.name, spec.seeds, spec.to_dict(), plan.config_ids, plan.sample)
+    return store, plan
+
+
+def _encoded(spec, plan, chunk):
+    """One chunk run here: (chunk id, encoded rows, runs)."""
+    return execute_chunk(ChunkTask(ToyRunner(), spec, chunk, plan.config_ids[chunk.configs]))
 
 
 def test_roundtrip_one_row_per_run_in_spec_order(tmp_path):
@@ -74,12 +85,10 @@ def test_a_spec_may_extend_a_sweep_but_not_change_it(tmp_path):
 
 
 def test_second_writer_is_refused(tmp_path):
-    spec = parse_spec(SPEC)
-    runs = spec.runs(ToyRunner().resolve)
     with ResultStore(tmp_path) as first:
-        first.open("toy-1", "toy", 3, runs)
+        first.open()
         with pytest.raises(ValueError, match="another sweep is writing"):
-            ResultStore(tmp_path).open("toy-1", "toy", 3, runs)
+            ResultStore(tmp_path).open()
 
 
 def test_load_results_rejects_a_directory_without_sweep(tmp_path):
@@ -125,20 +134,16 @@ def test_full_disk_keeps_the_store_readable(tiny_disk, tmp_path):
 
 
 def test_enospc_on_write(tmp_path, monkeypatch):
-    spec = parse_spec(SPEC)
-    runs = spec.runs(ToyRunner().resolve)
-    chunks = make_chunks(runs, ToyRunner(), 6)
-    with ResultStore(tmp_path) as store:
-        store.open("toy-1", "toy", 3, runs)
-        store.write_chunk(chunks[0].chunk_id, rows_frame(chunks[0].runs,
-                                                         ToyRunner().run(chunks[0].runs)))
+    spec = parse_spec({**SPEC, "chunk_size": 6})
+    store, plan = _committed(spec, tmp_path)
+    with store:
+        store.write_chunk(*_encoded(spec, plan, plan.chunks[0])[:2])
 
         def no_space(*args, **kwargs):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
         monkeypatch.setattr(store_module.os, "fsync", no_space)
         with pytest.raises(StoreError, match="no space left on device"):
-            store.write_chunk(chunks[1].chunk_id, rows_frame(chunks[1].runs,
-                                                             ToyRunner().run(chunks[1].runs)))
+            store.write_chunk(*_encoded(spec, plan, plan.chunks[1])[:2])
     assert len(load_results(tmp_path)) == 6
     assert not list(tmp_path.glob(".tmp-*"))

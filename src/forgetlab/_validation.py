@@ -7,6 +7,7 @@ Arrays are checked by :func:`as_finite`, :func:`as_means` and :func:`as_covarian
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -57,6 +58,15 @@ def as_finite(
 ) -> Array:
     """``value`` as a float64 array, checked finite and inside [low, high] (ends open on
     request)."""
+    if isinstance(value, int | float):  # a plain number: the same checks without numpy's
+        x = float(value)
+        if not math.isfinite(x):
+            raise ValueError(f"{name} must be finite (no NaN or inf)")
+        if ((low is not None and not (x > low if open_low else x >= low))
+                or (high is not None and not (x < high if open_high else x <= high))):
+            raise ValueError(f"{name} must lie in {interval(low, high, open_low, open_high)}, "
+                             f"got {x:g}")
+        return np.asarray(x)
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):

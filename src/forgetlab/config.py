@@ -36,7 +36,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from forgetlab._validation import Float, Int, as_covariance, validated
-from forgetlab.gaussian import cholesky, mahalanobis
+from forgetlab.gaussian import mahalanobis
 from forgetlab.mixture import TwoModeMixture
 
 MAX_SEPARATION = 40.0
@@ -119,7 +119,7 @@ class MixtureProblem(BaseModel):
             a, b = np.asarray(self.old_mean, float), np.asarray(self.new_mean, float)
         else:
             a = np.zeros(self.dim)
-            b = self.separation * cholesky(cov, self.dim)[:, 0]
+            b = self.separation * np.linalg.cholesky(cov)[:, 0]  # cov is validated
         start = (np.asarray(self.learner_new_mean, float) if self.learner_new_mean is not None
                  else a + self.new_mean_start * (b - a))
         return {"alpha": self.alpha, "a": a, "b": b, "cov": cov, "beta0": self.beta0,

@@ -49,13 +49,11 @@ def estimate(config: SimulationConfig) -> Estimate:
     """Peak memory and time of ``simulate(config)``: the sweep plan of one configuration with
     ``config.seeds`` seeds, in one chunk (the model ``forgetlab sweep plan`` uses)."""
     from forgetlab.sweep.engine import DynamicsRunner
-    from forgetlab.sweep.plan import make_plan
-    from forgetlab.sweep.spec import SweepSpec
 
-    seeds = config.seeds if config.regime == "finite" else 1
-    base = config.model_dump(mode="json", exclude={"seeds"})
-    plan = make_plan(SweepSpec("simulate", base, {}, seeds), DynamicsRunner(), 1, seeds)
-    return plan.estimate
+    runner = DynamicsRunner()
+    resolved = runner.resolve(config.model_dump(mode="json", exclude={"seeds"}))
+    return Estimate(runner.estimate_bytes(resolved, 1, config.seeds),
+                    runner.estimate_seconds(resolved, 1, config.seeds))
 
 
 def _check_external(seeds: int | None, steps: int | None, force: bool) -> None:

@@ -9,19 +9,19 @@ flight, and running the same command again resumes where it stopped.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from numpy.typing import NDArray
 
 from forgetlab.progress import ProgressBar
 from forgetlab.sweep.executors import Executor, check_executor, default_workers, make_executor
-from forgetlab.sweep.plan import Chunk, ChunkRunner, Plan, make_chunks, make_plan
+from forgetlab.sweep.plan import BLOCK, ChunkRunner, ChunkTask, Plan, chunk_id, chunk_runs, make_plan
 from forgetlab.sweep.resources import Estimate
-from forgetlab.sweep.spec import Run, SweepSpec
-from forgetlab.sweep.store import ResultStore, StoreError, load_results, rows_frame, stored_run_ids
+from forgetlab.sweep.spec import SweepSpec
+from forgetlab.sweep.store import ResultStore, StoreError, encode_rows, scan_runs
 
 
 @dataclass(frozen=True)
@@ -44,37 +44,45 @@ class SweepOutcome:
         return self.skipped + self.executed == self.total
 
 
-def execute_chunk(task: tuple[ChunkRunner, Sequence[Run]]) -> dict[str, NDArray[Any]]:
-    """Worker side: run one chunk through the engine (one vectorised call per chunk)."""
-    runner, runs = task
-    return runner.run(runs)
+def execute_chunk(task: ChunkTask) -> tuple[str, bytes, int]:
+    """Worker side: run one chunk through the engine (one vectorised call) and encode its rows;
+    returns (chunk id, Parquet bytes, runs)."""
+    runs = chunk_runs(task)
+    metrics = task.runner.run(runs)
+    return chunk_id([r.run_id for r in runs]), encode_rows(runs, metrics), len(runs)
 
 
 def check_plan_resources(plan: Plan, executor: str | Executor, address: str | None,
                          force: bool = False) -> None:
     """Refuse a plan past the memory available here or the time ceiling
-    (:mod:`forgetlab.sweep.resources`). On a remote cluster (``address``) only the result
-    table is held here, and the time depends on the cluster: only that memory is checked."""
+    (:mod:`forgetlab.sweep.resources`). On a remote cluster (``address``) only the driver's
+    memory is held here, and the time depends on the cluster: only that memory is checked."""
     estimate = plan.estimate
     if address is not None or not isinstance(executor, str):
-        estimate = Estimate(plan.result_bytes, 0.0)
+        estimate = Estimate(plan.driver_bytes, 0.0)
     estimate.check(f"sweep {plan.spec.name!r}", "fewer configurations or seeds, a smaller "
                    "--chunk-size or fewer --workers", force)
 
 
-def verify_store(out: str | Path, runs: Sequence[Run]) -> int:
-    """Read the whole store back and check that it holds every run of ``runs``.
+def verify_store(out: str | Path, run_ids: NDArray[np.bytes_]) -> int:
+    """Read the store's run ids back and check that it holds every run of ``run_ids``.
 
     Returns the number of stored runs that diverged; :class:`StoreError` naming the file or
     the first missing run otherwise."""
-    table = load_results(out)
-    missing = {r.run_id for r in runs} - set(table["run_id"])
-    if missing:
+    stored, diverged = scan_runs(out, diverged=True)
+    missing = run_ids[~np.isin(run_ids, stored)]
+    if len(missing):
         raise StoreError(5, f"{out}: {len(missing)} run(s) of the sweep are not in the store "
-                         f"(e.g. {sorted(missing)[0]}); run again to recompute them")
-    if "status" not in table.columns:
-        return 0
-    return int((table["status"] == "diverged").sum())
+                         f"(e.g. {np.sort(missing)[0].decode()}); run again to recompute them")
+    return diverged
+
+
+def _pending(out: str | Path, run_ids: NDArray[np.bytes_]) -> NDArray[np.bool_]:
+    """``[configurations, seeds]``: whether each run is in no stored chunk."""
+    stored, _ = scan_runs(out)
+    if not len(stored):
+        return np.ones(run_ids.shape, dtype=bool)
+    return ~np.isin(run_ids, stored)
 
 
 def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = None,
@@ -85,12 +93,14 @@ def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = Non
 
     ``executor`` is a name (``local``, ``dask``, ``ray``; built with ``address`` and
     ``workers`` and closed at the end) or an open :class:`Executor` (left open, e.g. to run
-    several sweeps on one pool). Every configuration is resolved and the plan's memory and
-    time are checked (:func:`check_plan_resources`; ``force`` lifts the time ceiling) before
-    anything runs; the executor is started (a cluster connected to) before the store is
-    written, so a failure there leaves the directory as it was. Ctrl-C cancels the chunks that
-    have not started, keeps every stored chunk and returns with ``interrupted=True``. A
-    complete sweep is read back and verified (:func:`verify_store`) before it is reported.
+    several sweeps on one pool). The executor is started (a cluster connected to) first, so a
+    failure there leaves the directory as it was. Every configuration is then resolved, on
+    the executor when there are more than :data:`~forgetlab.sweep.plan.BLOCK`, and the plan's
+    memory and time are checked (:func:`check_plan_resources`; ``force`` lifts the time
+    ceiling) before any run starts; an invalid configuration or a refused plan leaves the
+    directory as it was. Ctrl-C cancels the chunks that have not started, keeps every stored
+    chunk and returns with ``interrupted=True``. A complete sweep's run ids are read back and
+    verified (:func:`verify_store`) before it is reported.
     """
     if isinstance(executor, str):
         check_executor(executor, address, workers)
@@ -102,43 +112,49 @@ def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = Non
     # local pools, LocalClusters and local Ray instances default to every core
     n_workers = workers or (default_workers() if isinstance(executor, str) and address is None
                             else 1)
-    plan = make_plan(spec, runner, n_workers, chunk_size)
-    planned = time.perf_counter() - start
-    check_plan_resources(plan, executor, address, force)
-    stored = stored_run_ids(out)
-    pending = any(r.run_id not in stored for r in plan.runs)
-    pool = None
-    executed = skipped = 0
+    size = chunk_size or spec.chunk_size
+    pool = make_executor(executor, address, workers) if isinstance(executor, str) else executor
+    executed = skipped = diverged = 0
     interrupted = False
     notes: list[str] = []
+    planned = 0.0
+    run_ids = np.zeros((0, spec.seeds), dtype="S32")
+    store = ResultStore(out)
     try:
-        if pending:
-            pool = (make_executor(executor, address, workers)
-                    if isinstance(executor, str) else executor)
-        with ResultStore(out) as store:
-            notes = store.open(runner.name, spec.name, spec.seeds, plan.runs)
-            done = store.done_run_ids()
-            todo = [r for r in plan.runs if r.run_id not in done]
-            skipped = len(plan.runs) - len(todo)
-            chunks: list[Chunk] = make_chunks(todo, runner, chunk_size or spec.chunk_size)
-            with ProgressBar("runs", len(plan.runs), "runs", enabled=progress,
-                             transient=False, rate=True, completed=skipped) as bar:
-                if chunks:
-                    if pool is None:  # another process removed stored runs meanwhile
-                        pool = (make_executor(executor, address, workers)
-                                if isinstance(executor, str) else executor)
-                    tasks = [(runner, c.runs) for c in chunks]
-                    for i, metrics in pool.map_unordered(execute_chunk, tasks):
-                        store.write_chunk(chunks[i].chunk_id, rows_frame(chunks[i].runs, metrics))
-                        executed += len(chunks[i])
-                        bar.advance(len(chunks[i]))
+        store.open()
+        committed = False
+        try:
+            configs = store.config_writer()
+            plan = make_plan(spec, runner, n_workers, size,
+                             pool if spec.n_configs > BLOCK else None,
+                             lambda b: configs.write(b.start, b.config_ids, b.configs),
+                             progress and spec.n_configs > BLOCK)
+            planned = time.perf_counter() - start
+            check_plan_resources(plan, executor, address, force)
+            notes = store.commit(runner.name, spec.name, spec.seeds, spec.to_dict(),
+                                 plan.config_ids, plan.sample)
+            committed = True
+        finally:
+            if not committed:
+                store.discard()
+        run_ids = plan.run_ids()
+        pending = _pending(out, run_ids)
+        skipped = plan.n_runs - int(pending.sum())
+        chunks = plan.pack(pending)
+        tasks = [ChunkTask(runner, spec, c, plan.config_ids[c.configs]) for c in chunks]
+        with ProgressBar("runs", plan.n_runs, "runs", enabled=progress, transient=False,
+                         rate=True, completed=skipped) as bar:
+            for _, (cid, data, n) in (pool.map_unordered(execute_chunk, tasks) if tasks
+                                       else ()):
+                store.write_chunk(cid, data)
+                executed += n
+                bar.advance(n)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        if pool is not None:
-            pool.close() if isinstance(executor, str) else pool.cancel()
-    diverged = 0
-    if not interrupted and skipped + executed == len(plan.runs):
-        diverged = verify_store(out, plan.runs)
-    return SweepOutcome(len(plan.runs), skipped, executed, time.perf_counter() - start,
+        store.close()
+        pool.close() if isinstance(executor, str) else pool.cancel()
+    if not interrupted and skipped + executed == run_ids.size:
+        diverged = verify_store(out, run_ids.ravel())
+    return SweepOutcome(spec.n_runs, skipped, executed, time.perf_counter() - start,
                         interrupted, planned, diverged, tuple(notes))

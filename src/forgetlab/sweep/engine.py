@@ -39,16 +39,10 @@ _POP_CELL_S = 2.5e-4
 _SAMPLE_S = 7e-7
 
 
-def _cells(runs: Sequence[Run]) -> tuple[dict[str, Any], bool, int]:
-    """The chunk's first configuration, whether it is finite-batch, and its cells C x S."""
-    cfg = runs[0].config
-    return cfg, cfg["regime"] == "finite", len({r.config_id for r in runs}) * _seeds(runs)
-
-
-def _seeds(runs: Sequence[Run]) -> int:
-    """Seeds simulated per configuration of the chunk: every seed index in the finite-batch
-    regime, one in the population regime."""
-    return 1 if runs[0].config["regime"] == "population" else max(r.seed_index for r in runs) + 1
+def _cells(config: dict[str, Any], configs: int, seeds: int) -> int:
+    """Cells C x S of one call: every seed index in the finite-batch regime, one in the
+    population regime (its runs are deterministic)."""
+    return configs * (1 if config["regime"] == "population" else seeds)
 
 
 class DynamicsRunner:
@@ -81,8 +75,9 @@ class DynamicsRunner:
 
         return batch_key(parse_config(config))
 
-    def estimate_bytes(self, runs: Sequence[Run]) -> int:
-        """Peak working memory of one ``simulate`` call on ``runs``, for C x S cells.
+    def estimate_bytes(self, config: dict[str, Any], configs: int, seeds: int) -> int:
+        """Peak working memory of one ``simulate`` call on ``configs`` configurations like
+        ``config`` with seed indices ``0 .. seeds - 1``, for C x S cells.
 
         Recorded paths ``[C, S, T]`` (16 measures plus 2 d mean coordinates, held twice:
         recorder and output); quadrature of the exact engine (population gradients, and the
@@ -91,9 +86,7 @@ class DynamicsRunner:
         ``[C, S, B, d + 1]`` times 4 temporaries. Calibrated against tracemalloc peaks
         (tests/test_sweep_plan_memory.py).
         """
-        if not runs:
-            return 0
-        cfg, finite, cells = _cells(runs)
+        cfg, finite, cells = config, config["regime"] == "finite", _cells(config, configs, seeds)
         d = cfg["problem"]["dim"]
         n_t = cfg["steps"] // cfg["stride"] + 2
         total = 2 * cells * n_t * (_N_PATHS + 2 * d) * 8
@@ -103,16 +96,15 @@ class DynamicsRunner:
             total += 4 * cells * cfg["batch_size"] * (d + 1) * 8
         return int(total)
 
-    def estimate_seconds(self, runs: Sequence[Run]) -> float:
-        """Rough run time of one ``simulate`` call on ``runs`` (C x S cells, T steps).
+    def estimate_seconds(self, config: dict[str, Any], configs: int, seeds: int) -> float:
+        """Rough run time of one ``simulate`` call (C x S cells, T steps; arguments as
+        :meth:`estimate_bytes`).
 
         T (s_step + C S c) with s_step = 6 ms (population) or 3 ms (finite), c = 250 us
         per cell (population quadrature) or 0.7 us times B (d + 1) (finite samples), plus
         (T / stride) (6 ms + 250 us C S) for the exact measures at the recorded steps.
         """
-        if not runs:
-            return 0.0
-        cfg, finite, cells = _cells(runs)
+        cfg, finite, cells = config, config["regime"] == "finite", _cells(config, configs, seeds)
         steps = cfg["steps"]
         per_cell = (_SAMPLE_S * cfg["batch_size"] * (cfg["problem"]["dim"] + 1) if finite
                     else _POP_CELL_S)
@@ -131,7 +123,7 @@ class DynamicsRunner:
             order.setdefault(r.config_id, len(order))
         first = runs[0].config
         population = first["regime"] == "population"
-        seeds = _seeds(runs)
+        seeds = 1 if population else max(r.seed_index for r in runs) + 1
         configs: dict[str, Any] = {}
         for r in runs:
             if r.config_id not in configs:

@@ -30,7 +30,6 @@ in the sweep, its chunk or its worker.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 import tomllib
@@ -64,18 +63,19 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-def _digest(text: str) -> str:
+def digest(text: str) -> str:
+    """SHA-256 of ``text``, its first 32 hex digits."""
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def config_id(resolved: Mapping[str, Any]) -> str:
     """SHA-256 (first 32 hex digits) of the canonical JSON of a resolved configuration."""
-    return _digest(canonical_json(resolved))
+    return digest(canonical_json(resolved))
 
 
 def run_id(cfg_id: str, seed_index: int) -> str:
     """SHA-256 (first 32 hex digits) of a configuration id and a seed index: a run's identity."""
-    return _digest(f"{cfg_id}:{seed_index}")
+    return digest(f"{cfg_id}:{seed_index}")
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ class RandomAxis(_Strict):
         """The draws; the stream is keyed by the field name and the seed, so adding an axis never
         changes it."""
         rng = np.random.default_rng(np.random.SeedSequence([self.seed,
-                                                            int(_digest(field)[:16], 16)]))
+                                                            int(digest(field)[:16], 16)]))
         if self.values_ is not None:
             return [self.values_[int(i)] for i in rng.integers(len(self.values_), size=self.num)]
         low, high = float(self.low or 0), float(self.high or 0)
@@ -285,40 +285,49 @@ class SweepSpec:
         """Number of runs: configurations times seeds."""
         return self.n_configs * self.seeds
 
-    def raw_configs(self) -> list[dict[str, Any]]:
-        """The unresolved configurations, the Cartesian product of the axes in file order."""
-        fields = list(self.axes)
-        out = []
-        for combo in itertools.product(*(self.axes[f] for f in fields)):
-            cfg = json.loads(json.dumps(self.base))
-            for f, v in zip(fields, combo, strict=True):
-                set_field(cfg, f, v)
-            out.append(cfg)
-        return out
+    def axis_values(self, index: int) -> list[Any]:
+        """The axis values of configuration ``index`` in the Cartesian product of the axes in
+        file order (the last axis varies fastest)."""
+        if not 0 <= index < self.n_configs:
+            raise IndexError(f"configuration {index} of {self.n_configs}")
+        values = []
+        for field in reversed(self.axes):
+            index, k = divmod(index, len(self.axes[field]))
+            values.append(self.axes[field][k])
+        return values[::-1]
+
+    def raw_config(self, index: int) -> dict[str, Any]:
+        """Configuration ``index``, unresolved: the base with its axis values set."""
+        cfg = json.loads(json.dumps(self.base))
+        for field, value in zip(self.axes, self.axis_values(index), strict=True):
+            set_field(cfg, field, value)
+        return cfg
+
+    def resolve(self, index: int, resolve: Resolver) -> dict[str, Any]:
+        """Configuration ``index`` resolved by ``resolve``; a ValueError names the configuration
+        by its number and axis values, or the axis that is not a configuration field."""
+        try:
+            resolved = resolve(self.raw_config(index))
+        except ValueError as err:
+            where = ", ".join(f"{f}={v!r}" for f, v in zip(self.axes, self.axis_values(index),
+                                                           strict=True))
+            raise ValueError(f"configuration {index} ({where or 'base'}): {err}") from None
+        for field in self.axes:
+            try:
+                get_field(resolved, field)
+            except KeyError:
+                raise ValueError(f"axes.{field}: not a configuration field") from None
+        return resolved
 
     def runs(self, resolve: Resolver) -> list[Run]:
-        """Resolve every configuration (errors name the axis values) and list the runs.
-
-        Runs are ordered configuration-major then seed; resolution happens for all runs before
-        any run executes, so an invalid value anywhere stops the sweep before it starts.
-        """
+        """Every run, configuration-major then seed, each configuration resolved
+        (:meth:`resolve`); for small sweeps and tests, as it holds every configuration."""
         runs: list[Run] = []
-        fields = list(self.axes)
-        combos = itertools.product(*(self.axes[f] for f in fields))
-        for c, (raw, combo) in enumerate(zip(self.raw_configs(), combos, strict=True)):
-            try:
-                resolved = resolve(raw)
-            except ValueError as err:
-                where = ", ".join(f"{f}={v!r}" for f, v in zip(fields, combo, strict=True))
-                raise ValueError(f"configuration {c} ({where or 'base'}): {err}") from None
-            for f in fields:
-                try:
-                    get_field(resolved, f)
-                except KeyError:
-                    raise ValueError(f"axes.{f}: not a configuration field") from None
+        for c in range(self.n_configs):
+            resolved = self.resolve(c, resolve)
             cid = config_id(resolved)
-            for s in range(self.seeds):
-                runs.append(Run(len(runs), c, s, cid, run_id(cid, s), resolved))
+            runs.extend(Run(c * self.seeds + s, c, s, cid, run_id(cid, s), resolved)
+                        for s in range(self.seeds))
         return runs
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,8 +1,10 @@
-"""Result store: a Parquet dataset of one file per chunk plus a manifest of configurations.
+"""Result store: a Parquet dataset of one file per chunk, the resolved configurations and a
+manifest.
 
 Layout of a sweep directory::
 
-    manifest.json               engine, seeds and the resolved configurations, keyed by config_id
+    manifest.json               format, engine, sweep name, seeds, the spec
+    configs.parquet             one row per configuration: index, config_id, resolved JSON
     part-<chunk_id>.parquet     one row per run of one chunk
     .lock                       held (flock) by the one process writing the directory
 
@@ -11,15 +13,19 @@ fsync-ed, then renamed over its final name (and the directory fsync-ed). A reade
 sees a chunk entirely or not at all; temporary files are ignored and cleaned at the next run.
 A chunk's rows are complete when its part file exists, so resuming recomputes only runs that
 are in no part file. One row per run holds ``run_id``, ``config_id``, ``seed_index``, every
-configuration field (dotted names; lists as JSON text) and the engine's metrics.
+configuration field (dotted names; lists as JSON text) and the engine's metrics; a part
+file's schema metadata names its configuration columns.
 
 A directory holds one sweep. Re-running a spec into it may only *extend* it (more seeds or
 more configurations of the same engine); a spec that drops stored configurations or changes
-the engine would mix incompatible results and is refused.
+the engine would mix incompatible results and is refused. Reading checks run ids as
+fixed-width bytes in numpy arrays (32 bytes a run), so a store of a million runs is verified
+without building Python sets.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -35,11 +41,14 @@ from numpy.typing import NDArray
 
 from forgetlab.sweep.spec import Run, canonical_json
 
-FORMAT = 1
+FORMAT = 2
 MANIFEST = "manifest.json"
+CONFIGS = "configs.parquet"
 _PART_PREFIX = "part-"
 _TMP_PREFIX = ".tmp-"
 BOOKKEEPING = ("run_id", "config_id", "seed_index")
+CONFIG_COLUMNS_KEY = b"forgetlab.config_columns"
+ID_DTYPE = "S32"
 
 
 class StoreError(OSError):
@@ -103,8 +112,9 @@ def rows_frame(runs: Sequence[Run], metrics: Mapping[str, Any]) -> pd.DataFrame:
         "config_id": [r.config_id for r in runs],
         "seed_index": np.array([r.seed_index for r in runs], dtype=np.int64),
     }
-    flat = [flatten(r.config) for r in runs]
-    for name in dict.fromkeys(k for f in flat for k in f):
+    by_config: dict[str, dict[str, Any]] = {}
+    flat = [by_config.setdefault(r.config_id, flatten(r.config)) for r in runs]
+    for name in dict.fromkeys(k for f in by_config.values() for k in f):
         columns[name] = [f.get(name) for f in flat]
     for name, values in metrics.items():
         arr = np.asarray(values)
@@ -115,7 +125,26 @@ def rows_frame(runs: Sequence[Run], metrics: Mapping[str, Any]) -> pd.DataFrame:
         columns[name] = arr
     if "diverged_step" in columns:
         columns["status"] = run_status(columns["diverged_step"])
-    return pd.DataFrame(columns)
+    frame = pd.DataFrame(columns)
+    frame.attrs["config_columns"] = list(dict.fromkeys(k for f in by_config.values() for k in f))
+    return frame
+
+
+def encode_rows(runs: Sequence[Run], metrics: Mapping[str, Any]) -> bytes:
+    """One chunk's rows (:func:`rows_frame`) as Parquet bytes, its configuration columns named
+    in the schema metadata: what a worker sends back for the driver to write."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = rows_frame(runs, metrics)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[CONFIG_COLUMNS_KEY] = json.dumps(frame.attrs["config_columns"]).encode()
+    buffer = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(meta), buffer)
+    return buffer.getvalue()
 
 
 def run_status(diverged_step: Any) -> NDArray[np.str_]:
@@ -123,12 +152,8 @@ def run_status(diverged_step: Any) -> NDArray[np.str_]:
     return np.where(np.asarray(diverged_step) >= 0, "diverged", "ok")
 
 
-def _manifest(engine: str, name: str, seeds: int, runs: Sequence[Run]) -> dict[str, Any]:
-    configs: dict[str, Any] = {}
-    for r in runs:
-        configs.setdefault(r.config_id, r.config)
-    return {"format": FORMAT, "engine": engine, "name": name, "seeds": seeds,
-            "configs": [{"config_id": k, "config": v} for k, v in configs.items()]}
+def _manifest(engine: str, name: str, seeds: int, spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {"format": FORMAT, "engine": engine, "name": name, "seeds": seeds, "spec": spec}
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
@@ -165,53 +190,121 @@ def part_files(directory: Path) -> list[Path]:
     return sorted(directory.glob(f"{_PART_PREFIX}*.parquet"))
 
 
-def _read_part(path: Path, columns: list[str] | None = None) -> Any:
-    """One part file as a pyarrow table; :class:`StoreError` naming the file if it is damaged."""
+def _read_part(path: Path, columns: list[str] | None = None, filters: Any = None) -> Any:
+    """A Parquet file of the store as a pyarrow table (``columns``, rows matching ``filters``);
+    :class:`StoreError` naming the file if it is damaged."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(path, columns=columns)
+        return pq.read_table(path, columns=columns, filters=filters)
     except (OSError, pa.ArrowException) as err:
         raise StoreError(errno.EIO, f"cannot read {path}: the file is damaged ({err}); delete "
                          "it and run the sweep again to recompute its runs") from None
 
 
-def _run_files(directory: Path) -> dict[str, Path]:
-    """run_id -> the part file storing it; :class:`StoreError` if a run is stored twice."""
-    where: dict[str, Path] = {}
-    for path in part_files(directory):
-        for rid in _read_part(path, ["run_id"]).column(0).to_pylist():
-            if rid in where:
-                raise StoreError(errno.EEXIST, f"run {rid} is stored twice, in {where[rid]} and "
-                                 f"{path}: delete the file that is a copy")
-            where[rid] = path
-    return where
+def _ids(values: Any) -> NDArray[np.bytes_]:
+    return np.asarray(values, dtype=ID_DTYPE)
 
 
-def stored_run_ids(directory: str | Path) -> set[str]:
-    """Run ids present in the completed chunk files of ``directory`` (empty if none); reads only."""
+def scan_runs(directory: str | Path, diverged: bool = False
+              ) -> tuple[NDArray[np.bytes_], int]:
+    """The run ids stored in the completed chunk files of ``directory`` (sorted; empty if
+    none), and how many of those runs diverged when ``diverged``; reads only those columns.
+
+    :class:`StoreError` naming the files if a run is stored twice or a file is damaged."""
     d = Path(directory)
-    return set(_run_files(d)) if d.is_dir() else set()
+    files = part_files(d) if d.is_dir() else []
+    ids, count = [], 0
+    for path in files:
+        columns = ["run_id"]
+        if diverged and "diverged_step" in _schema_names(path):
+            columns.append("diverged_step")
+        table = _read_part(path, columns)
+        ids.append(_ids(table.column("run_id").to_numpy(zero_copy_only=False)))
+        if diverged and "diverged_step" in table.column_names:
+            count += int((table.column("diverged_step").to_numpy() >= 0).sum())
+    stored = np.sort(np.concatenate(ids)) if ids else np.zeros(0, dtype=ID_DTYPE)
+    twice = stored[1:][stored[1:] == stored[:-1]]
+    if len(twice):
+        rid = twice[0]
+        where = [p for p in files if rid in _ids(_read_part(p, ["run_id"]).column(0)
+                                                 .to_numpy(zero_copy_only=False))]
+        raise StoreError(errno.EEXIST, f"run {rid.decode()} is stored twice, in "
+                         f"{' and '.join(map(str, where))}: delete the file that is a copy")
+    return stored, count
+
+
+def _schema_names(path: Path) -> list[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.read_schema(path).names)
+    except (OSError, pa.ArrowException) as err:
+        raise StoreError(errno.EIO, f"cannot read {path}: the file is damaged ({err}); delete "
+                         "it and run the sweep again to recompute its runs") from None
+
+
+def load_configs(directory: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """The resolved configurations of a sweep: ``config_index`` (position in the spec),
+    ``config_id`` and ``config`` (canonical JSON; ``json.loads`` gives the configuration that
+    ``forgetlab simulate`` accepts)."""
+    path = Path(directory) / CONFIGS
+    read_manifest(directory)
+    if not path.exists():
+        raise ValueError(f"DIR: {directory} holds no {CONFIGS}")
+    return _read_part(path, columns).to_pandas()
+
+
+class ConfigWriter:
+    """Streams resolved configurations to a temporary Parquet file, one row group per block."""
+
+    def __init__(self, path: Path) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self._schema = pa.schema([("config_index", pa.int64()), ("config_id", pa.string()),
+                                  ("config", pa.string())])
+        self._writer = pq.ParquetWriter(path, self._schema, compression="zstd")
+
+    def write(self, start: int, config_ids: Sequence[str], configs: Sequence[str]) -> None:
+        """Configurations ``start, start + 1, ...``: their ids and canonical JSON."""
+        import pyarrow as pa
+
+        index = np.arange(start, start + len(config_ids), dtype=np.int64)
+        self._writer.write_table(pa.table([index, list(config_ids), list(configs)],
+                                          schema=self._schema))
+
+    def close(self) -> None:
+        """Finish the file and flush it to disk."""
+        self._writer.close()
+        with open(self.path, "rb+") as handle:
+            os.fsync(handle.fileno())
 
 
 class ResultStore:
     """A sweep directory opened for writing by one process (an exclusive ``flock``).
 
-    ``open`` validates (or creates) the manifest for the planned runs; ``done_run_ids`` lists
-    the runs already stored; ``write_chunk`` stores one chunk atomically.
+    ``open`` creates the directory (or opens a stored sweep) and takes the lock;
+    ``config_writer`` streams the planned configurations to a temporary file; ``commit``
+    checks that they may extend the stored sweep and installs them with the manifest;
+    ``write_chunk`` stores one chunk atomically; ``discard`` undoes an uncommitted ``open``
+    (a directory it created is removed).
     """
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self._lock: int | None = None
+        self._created = False
+        self._configs: ConfigWriter | None = None
 
-    def open(self, engine: str, name: str, seeds: int, runs: Sequence[Run]) -> list[str]:
-        """Create the directory and manifest, or check that ``runs`` may extend the stored sweep.
-
-        Returns notes for the user (e.g. the stored sweep had another name)."""
+    def open(self) -> None:
+        """Create the directory if needed, take its lock and clean stale temporary files."""
         d = self.directory
         try:
+            self._created = not d.exists()
             d.mkdir(parents=True, exist_ok=True)
             self._lock = os.open(d / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
@@ -223,69 +316,105 @@ class ResultStore:
             raise ValueError(f"--out: another sweep is writing to {d}") from None
         for stale in d.glob(f"{_TMP_PREFIX}*"):
             stale.unlink(missing_ok=True)
-        new = _manifest(engine, name, seeds, runs)
-        notes = []
-        if (d / MANIFEST).exists():
-            old = read_manifest(d)
-            self._check_compatible(old, new)
-            if old.get("name") != name:
-                notes.append(f"the sweep stored in {d} was named {old.get('name')!r}; it is now "
-                             f"{name!r} (a name does not change results)")
-        elif part_files(d):
+        if not (d / MANIFEST).exists() and part_files(d):
             self.close()
             raise ValueError(f"--out: {d} holds result files but no {MANIFEST}; "
                              "use an empty directory")
+        if (d / MANIFEST).exists():
+            try:
+                read_manifest(d)
+            except ValueError:
+                self.close()
+                raise
+
+    def config_writer(self) -> ConfigWriter:
+        """A writer of the planned configurations into a temporary file of the directory."""
+        path = self.directory / f"{_TMP_PREFIX}{uuid.uuid4().hex}-{CONFIGS}"
         try:
-            atomic_write(d / MANIFEST, json.dumps(new, indent=1).encode())
+            self._configs = ConfigWriter(path)
         except OSError as err:
-            self.close()
+            raise _io_error("write", path, err) from None
+        return self._configs
+
+    def commit(self, engine: str, name: str, seeds: int, spec: Mapping[str, Any],
+               config_ids: NDArray[np.bytes_], sample: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Check that the planned configurations (``config_ids``; ``sample``, some of them
+        resolved, for the message) may extend the stored sweep, then install them and the
+        manifest. Returns notes for the user (e.g. the stored sweep had another name)."""
+        d = self.directory
+        if self._configs is None:
+            raise RuntimeError("commit before config_writer")
+        notes = []
+        if (d / MANIFEST).exists():
+            old = read_manifest(d)
+            self._check_compatible(old, engine, seeds, config_ids, sample)
+            if old.get("name") != name:
+                notes.append(f"the sweep stored in {d} was named {old.get('name')!r}; it is now "
+                             f"{name!r} (a name does not change results)")
+        try:
+            self._configs.close()
+            os.replace(self._configs.path, d / CONFIGS)
+            _fsync_dir(d)
+            atomic_write(d / MANIFEST, json.dumps(_manifest(engine, name, seeds, spec)).encode())
+        except OSError as err:
             raise _io_error("write", d / MANIFEST, err) from None
+        self._configs = None
+        self._created = False
         return notes
 
-    def _check_compatible(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    def _check_compatible(self, old: Mapping[str, Any], engine: str, seeds: int,
+                          config_ids: NDArray[np.bytes_],
+                          sample: Sequence[Mapping[str, Any]]) -> None:
         d = self.directory
         problems = []
-        if old["engine"] != new["engine"]:
-            problems.append(f"engine {old['engine']!r} != {new['engine']!r}")
-        if new["seeds"] < old["seeds"]:
-            problems.append(f"seeds {new['seeds']} < stored {old['seeds']}")
-        new_ids = {c["config_id"] for c in new["configs"]}
-        missing = [c["config"] for c in old["configs"] if c["config_id"] not in new_ids]
-        if missing:
-            hint = _closest_difference(missing[0], (c["config"] for c in new["configs"]))
+        if old["engine"] != engine:
+            problems.append(f"engine {old['engine']!r} != {engine!r}")
+        if seeds < old["seeds"]:
+            problems.append(f"seeds {seeds} < stored {old['seeds']}")
+        stored = load_configs(d, ["config_id"])["config_id"].to_numpy()
+        missing = np.flatnonzero(~np.isin(_ids(stored), config_ids))
+        if len(missing):
+            first = json.loads(_read_part(d / CONFIGS, ["config"],
+                                          [("config_id", "==", stored[missing[0]])])
+                               .column(0)[0].as_py())
+            hint = _closest_difference(first, sample)
             problems.append(f"{len(missing)} stored configuration(s) are not in this spec "
                             f"(first one differs by {hint})")
         if problems:
-            self.close()
             raise ValueError(f"--out: {d} holds results of a different sweep and this spec "
                              f"would mix incompatible results: {'; '.join(problems)}. "
                              "Use a new output directory (a spec may only add seeds or "
                              "configurations to a stored sweep).")
 
-    def done_run_ids(self) -> set[str]:
-        """Run ids present in completed chunk files (:class:`StoreError` if one is damaged)."""
-        return stored_run_ids(self.directory)
-
-    def write_chunk(self, chunk_id: str, frame: pd.DataFrame) -> Path:
-        """Store one chunk's rows atomically as ``part-<chunk_id>.parquet``."""
-        import io
-
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        buffer = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
+    def write_chunk(self, chunk_id: str, data: bytes) -> Path:
+        """Store one chunk's encoded rows (:func:`encode_rows`) atomically as
+        ``part-<chunk_id>.parquet``."""
         path = self.directory / f"{_PART_PREFIX}{chunk_id}.parquet"
         try:
-            atomic_write(path, buffer.getvalue())
+            atomic_write(path, data)
         except OSError as err:
             raise _io_error("write", path, err,
                             "; the results stored so far are intact, free space or fix "
                             "permissions and run again to resume") from None
         return path
 
+    def discard(self) -> None:
+        """Undo an uncommitted ``open``: :meth:`close`, and remove the directory if ``open``
+        created it."""
+        created = self._created
+        self.close()
+        if created:
+            (self.directory / ".lock").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.directory.rmdir()
+
     def close(self) -> None:
-        """Release the directory lock."""
+        """Remove uncommitted configurations and release the directory lock."""
+        if self._configs is not None:
+            with contextlib.suppress(Exception):
+                self._configs.close()
+            self._configs.path.unlink(missing_ok=True)
+            self._configs = None
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
@@ -304,28 +433,36 @@ def load_results(directory: str | Path) -> pd.DataFrame:
     bookkeeping columns, the configuration fields, then the metrics by name (with ``status``,
     ``ok`` or ``diverged``, wherever ``diverged_step`` is stored). Raises ValueError if the
     directory holds no sweep; :class:`StoreError` naming the file if a part file is damaged,
-    a run appears twice or a row's configuration is not in the manifest.
+    a run appears twice or a row's configuration is not in the stored configurations.
     """
     d = Path(directory)
     manifest = read_manifest(d)
-    order = {c["config_id"]: i for i, c in enumerate(manifest["configs"])}
-    _run_files(d)  # a run stored twice: StoreError naming both files
-    frames = []
+    configs = load_configs(d, ["config_id", "config_index"])
+    order = pd.Series(configs["config_index"].to_numpy(), index=configs["config_id"].to_numpy())
+    scan_runs(d)  # a run stored twice: StoreError naming both files
+    frames, config_columns = [], []
     for path in part_files(d):
-        frame = _read_part(path).to_pandas()
-        if len(frame) and not set(frame["config_id"]) <= set(order):
+        table = _read_part(path)
+        meta = (table.schema.metadata or {}).get(CONFIG_COLUMNS_KEY)
+        frame = table.to_pandas()
+        if not len(frame):
+            continue
+        index = frame["config_id"].map(order)
+        if index.isna().any():
             raise StoreError(errno.EINVAL, f"{path} holds rows of configurations that are not "
-                             f"in {d / MANIFEST}")
+                             f"in {d / CONFIGS}")
+        frame["_order"] = index.to_numpy(dtype=np.int64) * (manifest["seeds"] + 1) \
+            + frame["seed_index"].to_numpy()
         frames.append(frame)
-    frames = [f for f in frames if len(f)]
+        config_columns.append((int(frame["_order"].min()), json.loads(meta) if meta else []))
     if not frames:
         return pd.DataFrame(columns=list(BOOKKEEPING))
-    table = pd.concat(frames, ignore_index=True)
+    ranks = np.argsort([first for first, _ in config_columns], kind="stable")
+    table = pd.concat([frames[i] for i in ranks], ignore_index=True)
     if "diverged_step" in table.columns and "status" not in table.columns:
         table["status"] = run_status(table["diverged_step"])
-    key = table["config_id"].map(order).to_numpy() * (manifest["seeds"] + 1) + table["seed_index"]
-    fields = dict.fromkeys(k for c in manifest["configs"] for k in flatten(c["config"]))
-    config_columns = [c for c in fields if c in table.columns]
-    metrics = sorted(set(table.columns) - set(BOOKKEEPING) - set(config_columns))
-    table = table[[*BOOKKEEPING, *config_columns, *metrics]]
-    return table.iloc[np.argsort(key.to_numpy(), kind="stable")].reset_index(drop=True)
+    fields = list(dict.fromkeys(c for i in ranks for c in config_columns[i][1]))
+    metrics = sorted(set(table.columns) - set(BOOKKEEPING) - set(fields) - {"_order"})
+    key = table["_order"].to_numpy()
+    table = table[[*BOOKKEEPING, *fields, *metrics]]
+    return table.iloc[np.argsort(key, kind="stable")].reset_index(drop=True)
