@@ -85,6 +85,17 @@ def test_engine_rows_are_the_simulation_of_each_run(engine_reference):
     assert population.groupby("config_id")["weight_final"].nunique().eq(1).all()
 
 
+def test_planning_on_the_workers_gives_the_same_table(tmp_path, engine_reference, local_pool,
+                                                      monkeypatch):
+    from forgetlab.sweep import plan
+
+    monkeypatch.setattr(plan, "BLOCK", 5)  # 16 configurations: 4 blocks resolved by the pool
+    outcome = run_sweep(parse_spec(ENGINE_SPEC), tmp_path, executor=local_pool, chunk_size=6,
+                        progress=False)
+    assert outcome.complete and outcome.executed == 32
+    pd.testing.assert_frame_equal(load_results(tmp_path), engine_reference, check_exact=True)
+
+
 @pytest.mark.parametrize("chunk_size", [1, 5, 1000])
 def test_local_any_chunk_size_same_table(tmp_path, engine_reference, local_pool, chunk_size):
     outcome = run_sweep(parse_spec(ENGINE_SPEC), tmp_path, executor=local_pool,

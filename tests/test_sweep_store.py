@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -14,7 +15,7 @@ from forgetlab.sweep import store as store_module
 from forgetlab.sweep.driver import execute_chunk, run_sweep
 from forgetlab.sweep.plan import ChunkTask, make_plan
 from forgetlab.sweep.spec import parse_spec
-from forgetlab.sweep.store import ResultStore, StoreError, load_results
+from forgetlab.sweep.store import ResultStore, StoreError, load_configs, load_results
 from sweep_toy import InlineExecutor, ToyRunner
 
 SPEC = {"name": "toy", "seeds": 3, "axes": {"x": [0.0, 1.0, 2.0, 3.0], "kind": ["a", "b"]}}
@@ -147,3 +148,27 @@ def test_enospc_on_write(tmp_path, monkeypatch):
             store.write_chunk(*_encoded(spec, plan, plan.chunks[1])[:2])
     assert len(load_results(tmp_path)) == 6
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_configurations_and_spec_are_stored_with_their_ids(tmp_path):
+    spec = parse_spec(SPEC)
+    runs = _store_serially(spec, tmp_path)
+    configs = load_configs(tmp_path)
+    assert list(configs["config_index"]) == list(range(spec.n_configs))
+    expected = {r.config_id: r.config for r in runs}
+    assert {cid: json.loads(text) for cid, text in zip(configs["config_id"], configs["config"],
+                                                        strict=True)} == expected
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["spec"] == spec.to_dict() and manifest["seeds"] == 3
+
+
+def test_a_refused_plan_leaves_no_directory(tmp_path):
+    bad = parse_spec({"axes": {"x": [1.0, 11.0]}})
+    with pytest.raises(ValueError, match="configuration 1"):
+        run_sweep(bad, tmp_path / "new", ToyRunner(), executor=InlineExecutor(), progress=False)
+    assert not (tmp_path / "new").exists()
+    _store_serially(parse_spec(SPEC), tmp_path / "old")
+    before = sorted(p.name for p in (tmp_path / "old").iterdir())
+    with pytest.raises(ValueError, match="configuration 1"):
+        run_sweep(bad, tmp_path / "old", ToyRunner(), executor=InlineExecutor(), progress=False)
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == before

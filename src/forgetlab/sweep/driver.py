@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from forgetlab.progress import ProgressBar
 from forgetlab.sweep.executors import Executor, check_executor, default_workers, make_executor
-from forgetlab.sweep.plan import BLOCK, ChunkRunner, ChunkTask, Plan, chunk_id, chunk_runs, make_plan
+from forgetlab.sweep.plan import ChunkRunner, ChunkTask, Plan, chunk_id, chunk_runs, make_plan
 from forgetlab.sweep.resources import Estimate
 from forgetlab.sweep.spec import SweepSpec
 from forgetlab.sweep.store import ResultStore, StoreError, encode_rows, scan_runs
@@ -94,10 +94,10 @@ def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = Non
     ``executor`` is a name (``local``, ``dask``, ``ray``; built with ``address`` and
     ``workers`` and closed at the end) or an open :class:`Executor` (left open, e.g. to run
     several sweeps on one pool). The executor is started (a cluster connected to) first, so a
-    failure there leaves the directory as it was. Every configuration is then resolved, on
-    the executor when there are more than :data:`~forgetlab.sweep.plan.BLOCK`, and the plan's
-    memory and time are checked (:func:`check_plan_resources`; ``force`` lifts the time
-    ceiling) before any run starts; an invalid configuration or a refused plan leaves the
+    failure there leaves the directory as it was. Every configuration is then resolved (on
+    the executor when there are several blocks: :func:`~forgetlab.sweep.plan.make_plan`) and
+    the plan's memory and time are checked (:func:`check_plan_resources`; ``force`` lifts the
+    time ceiling) before any run starts; an invalid configuration or a refused plan leaves the
     directory as it was. Ctrl-C cancels the chunks that have not started, keeps every stored
     chunk and returns with ``interrupted=True``. A complete sweep's run ids are read back and
     verified (:func:`verify_store`) before it is reported.
@@ -125,10 +125,8 @@ def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = Non
         committed = False
         try:
             configs = store.config_writer()
-            plan = make_plan(spec, runner, n_workers, size,
-                             pool if spec.n_configs > BLOCK else None,
-                             lambda b: configs.write(b.start, b.config_ids, b.configs),
-                             progress and spec.n_configs > BLOCK)
+            plan = make_plan(spec, runner, n_workers, size, pool,
+                             lambda b: configs.write(b.start, b.config_ids, b.configs), progress)
             planned = time.perf_counter() - start
             check_plan_resources(plan, executor, address, force)
             notes = store.commit(runner.name, spec.name, spec.seeds, spec.to_dict(),

@@ -176,7 +176,7 @@ class LocalExecutor(Executor):
                     raise WorkerLost("a local worker process died (killed or out of memory); "
                                      "the chunks stored so far are intact, run again to "
                                      "resume") from None
-                yield index[fut], result
+                yield index.pop(fut), result  # a finished result is held by the caller only
 
     def cancel(self) -> None:
         for fut in self._pending:
@@ -216,21 +216,24 @@ class DaskExecutor(Executor):
                 raise ValueError(f"--address: cannot connect to the Dask scheduler at "
                                  f"{address!r}: {str(err).splitlines()[0] if str(err) else err!r}"
                                  ) from None
-        self._futures: list[Any] = []
+        self._futures: dict[Any, Any] = {}
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]
                       ) -> Iterator[tuple[int, Any]]:
         from distributed import as_completed
 
-        self._futures = self.client.map(fn, list(items), pure=False)
-        index = {f.key: i for i, f in enumerate(self._futures)}
-        for fut in as_completed(self._futures):
-            yield index[fut.key], fut.result()
+        futures = self.client.map(fn, list(items), pure=False)
+        index = {f.key: i for i, f in enumerate(futures)}
+        self._futures = {f.key: f for f in futures}
+        for fut in as_completed(futures):
+            result = fut.result()
+            self._futures.pop(fut.key).release()  # the cluster need not keep a finished result
+            yield index[fut.key], result
 
     def cancel(self) -> None:
         if self._futures:
-            self.client.cancel(self._futures)
-            self._futures = []
+            self.client.cancel(list(self._futures.values()))
+            self._futures = {}
 
     def close(self) -> None:
         with _quiet_logs("distributed", "tornado", "asyncio"), \
@@ -267,25 +270,26 @@ class RayExecutor(Executor):
             except (ConnectionError, TimeoutError) as err:
                 raise ValueError(f"--address: cannot connect to the Ray cluster at "
                                  f"{address!r}: {err}") from None
-        self._refs: list[Any] = []
+        self._refs: dict[Any, int] = {}
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]
                       ) -> Iterator[tuple[int, Any]]:
         ray = self._ray
         remote = ray.remote(num_cpus=1, max_retries=3)(fn)
-        self._refs = [remote.remote(item) for item in items]
-        index = {ref: i for i, ref in enumerate(self._refs)}
-        pending = list(self._refs)
+        refs = [remote.remote(item) for item in items]
+        self._refs = {ref: i for i, ref in enumerate(refs)}
+        pending = refs
+        del refs
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
-                yield index[ref], ray.get(ref)
-        self._refs = []
+                result = ray.get(ref)
+                yield self._refs.pop(ref), result  # no reference left: the store frees it
 
     def cancel(self) -> None:
         for ref in self._refs:
             self._ray.cancel(ref, force=True)
-        self._refs = []
+        self._refs = {}
 
     def close(self) -> None:
         with _quiet_logs("ray"), contextlib.suppress(Exception):

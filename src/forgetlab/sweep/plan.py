@@ -230,7 +230,7 @@ def _blocks(spec: SweepSpec, runner: ChunkRunner, executor: Executor | None
     """Resolved blocks as they arrive: on the executor, or one after another here."""
     tasks = [(runner, spec, s, min(s + BLOCK, spec.n_configs))
              for s in range(0, spec.n_configs, BLOCK)]
-    if executor is None:
+    if executor is None or len(tasks) == 1:
         yield from map(resolve_block, tasks)
     else:
         for _, block in executor.map_unordered(resolve_block, tasks):
@@ -243,9 +243,10 @@ def make_plan(spec: SweepSpec, runner: ChunkRunner, workers: int = 1,
               progress: bool = False) -> Plan:
     """Resolve every configuration (validating it), group the configurations and chunk the runs.
 
-    Blocks of configurations are resolved on ``executor`` (here when None) and handed to
-    ``on_block`` as they arrive (the driver stores the resolved configurations). The first
-    invalid configuration found stops planning with its ValueError.
+    Blocks of :data:`BLOCK` configurations are resolved on ``executor`` (here when None or
+    when there is one block) and handed to ``on_block`` as they arrive (the driver stores the
+    resolved configurations); ``progress`` shows a bar when there are several blocks. The
+    first invalid configuration found stops planning with its ValueError.
     """
     if int(workers) != workers or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers}")
@@ -259,7 +260,8 @@ def make_plan(spec: SweepSpec, runner: ChunkRunner, workers: int = 1,
     local = np.zeros(n, dtype=np.int32)
     block_keys: dict[int, tuple[list[Hashable], dict[Hashable, str]]] = {}
     sample: tuple[dict[str, Any], ...] = ()
-    with ProgressBar("resolving configurations", n, "configurations", enabled=progress) as bar:
+    with ProgressBar("resolving configurations", n, "configurations",
+                     enabled=progress and n > BLOCK) as bar:
         for block in _blocks(spec, runner, executor):
             if block.error is not None:
                 if executor is not None:
