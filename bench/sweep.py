@@ -79,7 +79,11 @@ def timed_sweep(spec: SweepSpec, pool: Executor, chunk_size: int) -> dict[str, f
 
 
 def _warm(x: int) -> int:
-    import forgetlab.dynamics  # noqa: F401
+    """Import what a sweep's tasks need (the engine, validation, Parquet) in a worker."""
+    import pyarrow.parquet  # noqa: F401
+
+    import forgetlab.simconfig  # noqa: F401
+    import forgetlab.sweep.driver  # noqa: F401
 
     return x
 

@@ -21,7 +21,7 @@ from forgetlab.sweep.executors import Executor, check_executor, default_workers,
 from forgetlab.sweep.plan import ChunkRunner, ChunkTask, Plan, chunk_id, chunk_runs, make_plan
 from forgetlab.sweep.resources import Estimate
 from forgetlab.sweep.spec import SweepSpec
-from forgetlab.sweep.store import ResultStore, StoreError, encode_rows, scan_runs
+from forgetlab.sweep.store import ResultStore, StoreError, encode_rows, held, scan_runs
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def verify_store(out: str | Path, run_ids: NDArray[np.bytes_]) -> int:
     Returns the number of stored runs that diverged; :class:`StoreError` naming the file or
     the first missing run otherwise."""
     stored, diverged = scan_runs(out, diverged=True)
-    missing = run_ids[~np.isin(run_ids, stored)]
+    missing = run_ids[~held(stored, run_ids)]
     if len(missing):
         raise StoreError(5, f"{out}: {len(missing)} run(s) of the sweep are not in the store "
                          f"(e.g. {np.sort(missing)[0].decode()}); run again to recompute them")
@@ -80,9 +80,7 @@ def verify_store(out: str | Path, run_ids: NDArray[np.bytes_]) -> int:
 def _pending(out: str | Path, run_ids: NDArray[np.bytes_]) -> NDArray[np.bool_]:
     """``[configurations, seeds]``: whether each run is in no stored chunk."""
     stored, _ = scan_runs(out)
-    if not len(stored):
-        return np.ones(run_ids.shape, dtype=bool)
-    return ~np.isin(run_ids, stored)
+    return ~held(stored, run_ids)
 
 
 def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = None,
