@@ -15,7 +15,7 @@ from forgetlab.sweep import store as store_module
 from forgetlab.sweep.driver import execute_chunk, run_sweep
 from forgetlab.sweep.plan import ChunkTask, make_plan
 from forgetlab.sweep.spec import parse_spec
-from forgetlab.sweep.store import ResultStore, StoreError, load_configs, load_results
+from forgetlab.sweep.store import ResultStore, StoreError, load_configs, load_results, part_files
 from sweep_toy import InlineExecutor, ToyRunner
 
 SPEC = {"name": "toy", "seeds": 3, "axes": {"x": [0.0, 1.0, 2.0, 3.0], "kind": ["a", "b"]}}
@@ -172,3 +172,20 @@ def test_a_refused_plan_leaves_no_directory(tmp_path):
     with pytest.raises(ValueError, match="configuration 1"):
         run_sweep(bad, tmp_path / "old", ToyRunner(), executor=InlineExecutor(), progress=False)
     assert sorted(p.name for p in (tmp_path / "old").iterdir()) == before
+
+
+def test_a_worker_that_resolves_differently_stops_the_sweep(tmp_path):
+    class Drifting(ToyRunner):
+        """Resolves y one higher after planning: a worker running other code."""
+
+        calls = 0
+
+        def resolve(self, config):
+            self.calls += 1
+            resolved = super().resolve(config)
+            return {**resolved, "y": resolved["y"] + 1} if self.calls > 8 else resolved
+
+    with pytest.raises(RuntimeError, match="resolves to .* when planned"):
+        run_sweep(parse_spec(SPEC), tmp_path, Drifting(), executor=InlineExecutor(),
+                  progress=False)
+    assert not part_files(tmp_path)

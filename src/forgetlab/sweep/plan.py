@@ -155,10 +155,10 @@ class Plan:
     @property
     def driver_bytes(self) -> int:
         """Memory the driver holds beyond the interpreter: about 48 bytes per configuration
-        (ids, groups, chunks) and 320 per run (run ids, pending flags, the ids read back
-        from the store and the search over them; bench/sweep_scale.py measures 350 at a
-        million runs), plus 8 MiB for the chunk being written."""
-        return int(len(self.config_ids) * 48 + self.n_runs * 320 + 8 * 2**20)
+        (ids, groups, chunks) and 200 per run (run ids, pending flags, the ids read back
+        from the store and the search over them; bench/sweep_scale.py measures 180 in all at
+        a million runs of one seed each), plus 8 MiB for the chunk being written."""
+        return int(len(self.config_ids) * 48 + self.n_runs * 200 + 8 * 2**20)
 
     @property
     def peak_bytes(self) -> int:
