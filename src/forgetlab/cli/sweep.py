@@ -36,11 +36,18 @@ def plan_cmd(spec: str, workers: int | None, chunk_size: int | None) -> None:
 
     The last line says whether `sweep run` would start (the same resource check)."""
     from forgetlab.sweep.engine import DynamicsRunner
-    from forgetlab.sweep.executors import default_workers
-    from forgetlab.sweep.plan import make_plan
+    from forgetlab.sweep.executors import LocalExecutor, default_workers
+    from forgetlab.sweep.plan import BLOCK, make_plan
     from forgetlab.sweep.spec import load_spec
 
-    plan = make_plan(load_spec(spec), DynamicsRunner(), workers or default_workers(), chunk_size)
+    parsed = load_spec(spec)
+    n_workers = workers or default_workers()
+    if parsed.n_configs > BLOCK:  # resolve the blocks on a local pool, with a progress bar
+        with LocalExecutor(n_workers) as pool:
+            plan = make_plan(parsed, DynamicsRunner(), n_workers, chunk_size, pool,
+                             progress=True)
+    else:
+        plan = make_plan(parsed, DynamicsRunner(), n_workers, chunk_size)
     click.echo(plan.summary())
     problem = plan.estimate.problem()
     click.echo("bounds:         " + ("within the machine's memory and the time ceiling"

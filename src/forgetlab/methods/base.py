@@ -158,33 +158,26 @@ class Streams:
         return self._fill(self._uniform, tail)
 
 
-def _rows_times(mat: Array, x: Array) -> Array:
-    """M x_i for every row of x ``[..., n, d]`` with M ``[..., d, d]`` (for d = 1 a plain product:
-    the same numbers as the one-term sum, without einsum's per-call cost)."""
-    if x.shape[-1] == 1:
-        return x * mat[..., None, 0, 0, None]
-    return np.einsum("...ij,...nj->...ni", mat, x)
-
-
 def sample_mixture(mix: TwoModeMixture, n: int, rng: Streams) -> tuple[Array, BoolArray]:
     """n draws per run from ``mix`` (batch ``[C, S]`` or ``[C, 1]``): x ``[C, S, n, d]``,
     labels ``[C, S, n]`` (True = old component). Uses one uniform and d normals per draw."""
     is_old = rng.uniform(n) < mix.weight_old[..., None]
     means = np.where(is_old[..., None], mix.mean_old[..., None, :], mix.mean_new[..., None, :])
     noise = rng.normal(n, mix.dim)
-    return means + _rows_times(mix.chol, noise), is_old
+    return means + mix.factor.colour(noise), is_old
 
 
-def sample_components(weights: Array, means: Array, chol: Array, n: int, rng: Streams
+def sample_components(weights: Array, means: Array, factor: Factorised, n: int, rng: Streams
                       ) -> tuple[Array, Array]:
-    """n draws per run from sum_k w_k N(mu_k, L L^T) (weights ``[C, S, K]``, means
-    ``[C, S, K, d]``, L ``[..., d, d]``): x ``[C, S, n, d]`` and component index ``[C, S, n]``."""
+    """n draws per run from sum_k w_k N(mu_k, Sigma) (weights ``[C, S, K]``, means
+    ``[C, S, K, d]``, Sigma = L L^T factorised): x ``[C, S, n, d]`` and component index
+    ``[C, S, n]``."""
     cum = np.cumsum(weights, axis=-1)
     u = rng.uniform(n) * cum[..., -1:]
     comp = np.minimum(np.sum(u[..., None] >= cum[..., None, :], axis=-1), weights.shape[-1] - 1)
     mu = np.take_along_axis(means, comp[..., None], axis=-2)
     noise = rng.normal(n, means.shape[-1])
-    return mu + _rows_times(chol, noise), comp
+    return mu + factor.colour(noise), comp
 
 
 
@@ -202,7 +195,7 @@ class SampleBatch:
         self.x = x
         self.n = x.shape[-2]
         self.chol_inv = factor.chol_inv
-        self.z = _rows_times(self.chol_inv, x)
+        self.z = factor.whiten(x)
         self.log_norm = factor.log_normaliser()[..., None]
         self._log_probs: dict[int, tuple[TwoModeMixture, tuple[Array, Array, Array]]] = {}
 

@@ -103,7 +103,7 @@ class ReplayRL(Method):
             return StepOutput(population.reverse_kl_gradient(learner, problem.target), state, {})
         weights, means, is_old = behaviour_components(
             problem, learner, self.knob("replay"), self.knob("replay_fraction"))
-        x, comp = sample_components(weights, means, learner.chol, problem.batch_size, rng)
+        x, comp = sample_components(weights, means, learner.factor, problem.batch_size, rng)
         g, w = self.estimate(problem, learner, x)
         return StepOutput(g, state, {"starved": ~np.any(is_old[comp], axis=-1),
                                      "max_weight": w.max(axis=-1)})

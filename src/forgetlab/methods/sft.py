@@ -106,7 +106,7 @@ class SFT(Method):
         weights, means, is_old = self._components(problem, learner)
         if rng is None:
             return population_scores(learner, weights, means), {}
-        x, comp = sample_components(weights, means, learner.chol, problem.batch_size, rng)
+        x, comp = sample_components(weights, means, learner.factor, problem.batch_size, rng)
         starved = ~np.any(is_old[comp], axis=-1)
         return batch_scores(learner, x), {"starved": starved}
 
