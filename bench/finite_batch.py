@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from _results import append_result
 from forgetlab.chen2025 import model
 from forgetlab.chen2025.run import NOISE_BLOCK, _noise_blocks, train
 
@@ -159,6 +160,7 @@ def main() -> None:
         ratio_s = "" if np.isnan(ratio) else f"{ratio:.1f}x"
         print(f"{name:<32}{sec:>10.3f}{rate:>18.3e}{ratio_s:>10}{frac:>10.2f}")
     print(json.dumps(result))
+    append_result("finite_batch", result)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from _results import append_result
 from forgetlab import kpopulation as kp
 from forgetlab.kmixture import KModeMixture
 
@@ -86,7 +87,9 @@ def main() -> None:
         print(f"{r['K']:>2} {r['d']:>3} {r['separation']:>4g} {r['exact_s']:>10.3g} "
               f"{r['mc_samples']:>10.3g} {r['mc_s']:>9.3g} {r['ratio']:>9.3g} "
               f"{r['self_convergence']:>10.2g}")
-    print(json.dumps({"bench": "kpopulation", "target_abs_error": TARGET, "rows": rows}))
+    result = {"bench": "kpopulation", "target_abs_error": TARGET, "rows": rows}
+    print(json.dumps(result))
+    append_result("kpopulation", result)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from _results import append_result
 from forgetlab.lm.corpus import VOCAB, Task
 from forgetlab.lm.model import GPT, GPTConfig
 from forgetlab.lm.train import PretrainConfig, pretrain
@@ -69,9 +70,11 @@ def main() -> None:
     for name, value in rows.items():
         print(f"{name:<22}{value:>12.0f}")
     print(f"ratio forgetlab / plain (best of two): {lib / plain:.3f}; peak RSS {peak_mb:.0f} MB")
-    print(json.dumps({"bench": "lm", "tokens_per_s_forgetlab": lib, "tokens_per_s_plain": plain,
-                      "ratio": lib / plain, "peak_rss_mb": peak_mb, "params": params,
-                      "steps": args.steps, "threads": args.threads}))
+    result = {"bench": "lm", "tokens_per_s_forgetlab": lib, "tokens_per_s_plain": plain,
+              "ratio": lib / plain, "peak_rss_mb": peak_mb, "params": params,
+              "steps": args.steps, "threads": args.threads}
+    print(json.dumps(result))
+    append_result("lm", result)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 
+from _results import append_result
 from forgetlab import quadrature
 from forgetlab.mixture import TwoModeMixture
 from forgetlab.population import forward_kl_gradient, reverse_kl_gradient
@@ -174,8 +175,10 @@ def main() -> None:
     print("exact err: largest relative difference from a much finer quadrature rule over the "
           f"{len(batches[0][0].weight_old)} configurations with d = {DIMS[0]}; MC err: measured "
           "on 3 configurations run with their N samples")
-    print(json.dumps({"bench": "population", "configs": N_CONFIGS, "target_rel_error": TARGET,
-                      **{f"{k}_{key}": v for k, row in rows.items() for key, v in row.items()}}))
+    result = {"bench": "population", "configs": N_CONFIGS, "target_rel_error": TARGET,
+              **{f"{k}_{key}": v for k, row in rows.items() for key, v in row.items()}}
+    print(json.dumps(result))
+    append_result("population", result)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import json
 import time
 import tracemalloc
 
+from _results import append_result
 from forgetlab import presets
 from forgetlab.dynamics import simulate
 from forgetlab.sweep.engine import DynamicsRunner
@@ -54,7 +55,9 @@ def main() -> None:
               f"{r['estimated_s']:12.3f} {r['time_ratio']:6.2f} "
               f"{r['measured_bytes'] / 2**20:11.2f} {r['estimated_bytes'] / 2**20:9.2f} "
               f"{r['memory_ratio']:6.2f}")
-    print(json.dumps({"bench": "resource_estimate", "steps": args.steps, "rows": rows}))
+    result = {"bench": "resource_estimate", "steps": args.steps, "rows": rows}
+    print(json.dumps(result))
+    append_result("resource_estimate", result)
 
 
 if __name__ == "__main__":

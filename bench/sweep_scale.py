@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _results import append_result
 
+from _results import append_result
 from forgetlab.sweep.driver import run_sweep
 from forgetlab.sweep.engine import DynamicsRunner
 from forgetlab.sweep.spec import SweepSpec, parse_spec

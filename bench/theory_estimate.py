@@ -16,6 +16,7 @@ import argparse
 import json
 import time
 
+from _results import append_result
 from forgetlab.cli.theory import estimate
 from forgetlab.cli.theory_table import theory_summary
 from forgetlab.config import MixtureConfig
@@ -38,7 +39,9 @@ def main() -> None:
                      "ratio": est / wall})
         print(f"{d:>5} {args.steps:>6} {est:>11.2f} {wall:>11.2f} {est / wall:>6.2f}",
               flush=True)
-    print(json.dumps({"theory_estimate": rows}))
+    result = {"bench": "theory_estimate", "rows": rows}
+    print(json.dumps(result))
+    append_result("theory_estimate", result)
 
 
 if __name__ == "__main__":

@@ -274,7 +274,7 @@ def make_plan(spec: SweepSpec, runner: ChunkRunner, workers: int = 1,
             distinct = list(dict.fromkeys(block.keys))
             where = {k: i for i, k in enumerate(distinct)}
             local[block.start:stop] = [where[k] for k in block.keys]
-            firsts = {}
+            firsts: dict[Hashable, str] = {}
             for k, text in zip(block.keys, block.configs, strict=True):
                 firsts.setdefault(k, text)
             block_keys[block.start] = (distinct, firsts)
@@ -327,8 +327,8 @@ def chunk_runs(task: ChunkTask) -> list[Run]:
         cid = digest(canonical_json(resolved))
         if cid != expected.decode():
             raise RuntimeError(f"configuration {c} resolves to {cid} on this worker but to "
-                               f"{expected.decode()} when planned: the workers run another version of "
-                               "the engine")
+                               f"{expected.decode()} when planned: the workers run another "
+                               "version of the engine")
         runs.extend(Run(c * spec.seeds + int(s), c, int(s), cid, run_id(cid, int(s)), resolved)
                     for s in seeds)
     return runs
