@@ -211,3 +211,22 @@ def test_factorised_distance_whitening_and_normaliser_against_numpy_solve() -> N
     for i in range(2):
         want = multivariate_normal(np.zeros(3), covs[i]).logpdf(np.zeros(3))
         assert factor.log_normaliser()[i, 0] == pytest.approx(want, rel=1e-13)
+
+
+@pytest.mark.parametrize("shape", [(1,), (4, 1), (2, 3, 1)])
+def test_whiten_and_colour_keep_the_shape_of_d1_inputs(shape):
+    """d = 1 takes a broadcast product instead of a matrix product: same shapes, same numbers
+    as solving with the standard deviation, for a shared and a batched covariance."""
+    from forgetlab.gaussian import Factorised
+
+    x = np.linspace(-2.0, 3.0, int(np.prod(shape))).reshape(shape)
+    shared = Factorised(2.25, 1)
+    assert shared.whiten(x).shape == shape and shared.colour(x).shape == shape
+    np.testing.assert_allclose(shared.whiten(x), x / 1.5, rtol=1e-15)
+    np.testing.assert_allclose(shared.colour(shared.whiten(x)), x, rtol=1e-15)
+    if len(shape) >= 2:
+        batched = Factorised(np.array([[[4.0]], [[0.25]]]).reshape(2, *([1] * (len(shape) - 2)),
+                                                                  1, 1), 1)
+        z = batched.whiten(np.broadcast_to(x, (2, *shape)))
+        np.testing.assert_allclose(z[0], x / 2.0, rtol=1e-15)
+        np.testing.assert_allclose(z[1], x / 0.5, rtol=1e-15)

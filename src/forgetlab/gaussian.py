@@ -138,7 +138,9 @@ def _times_transpose(x: Array, mat: Array) -> Array:
     """x M^T for rows x ``[..., n, d]`` and M ``[..., d, d]``, using the unbroadcast M (one
     matrix product when M is shared: a batched matmul loops over configurations; for d = 1 a
     broadcast product, the same numbers)."""
-    if x.shape[-1] == 1:
+    if mat.ndim == 2 and x.shape[-1] == 1:
+        return x * mat[0, 0]
+    if x.ndim >= 2 and x.shape[-1] == 1:
         return x * mat
     if mat.ndim == 2:
         return (x.reshape(-1, x.shape[-1]) @ mat.T).reshape(x.shape)
