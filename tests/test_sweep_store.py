@@ -189,3 +189,13 @@ def test_a_worker_that_resolves_differently_stops_the_sweep(tmp_path):
         run_sweep(parse_spec(SPEC), tmp_path, Drifting(), executor=InlineExecutor(),
                   progress=False)
     assert not part_files(tmp_path)
+
+
+def test_a_store_of_another_format_is_refused_with_the_way_out(tmp_path):
+    _store_serially(parse_spec(SPEC), tmp_path)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "format": 1}))
+    with pytest.raises(ValueError, match="format 1, expected 2 .* new directory"):
+        load_results(tmp_path)
+    with pytest.raises(ValueError, match="format 1, expected 2"):
+        _store_serially(parse_spec(SPEC), tmp_path)

@@ -166,7 +166,9 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"DIR: cannot read {path}: {err}") from None
     if data.get("format") != FORMAT:
-        raise ValueError(f"DIR: {path} has format {data.get('format')!r}, expected {FORMAT}")
+        raise ValueError(f"DIR: {path} has format {data.get('format')!r}, expected {FORMAT} (a "
+                         "store written by another forgetlab version: read it with that "
+                         "version, or run the sweep into a new directory)")
     return data
 
 
