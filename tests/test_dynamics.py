@@ -239,6 +239,26 @@ def test_batch_key_groups_compatible_configurations() -> None:
     assert batch_key(a) != batch_key(a.with_updates(exact_metrics=False))
 
 
+def test_batch_key_of_resolved_configurations_groups_as_the_validated_ones() -> None:
+    """The sweep's group key reads a resolved configuration as data; it must split and merge
+    exactly where the key of the validated configuration does."""
+    from forgetlab.dynamics import batch_key
+    from forgetlab.sweep.engine import DynamicsRunner
+
+    runner = DynamicsRunner()
+    a = SimulationConfig(method="rl", regime="finite", knobs={"tau": 0.5, "group_size": 2})
+    variants = [a, a.with_updates(knobs={"tau": 0.9}, learning_rate=0.3),
+                a.with_updates(knobs={"group_size": 4}), a.with_updates(exact_metrics=False),
+                a.with_updates(problem={"dim": 3}), a.with_updates(batch_size=32),
+                SimulationConfig(method="sft", regime="finite"), a.with_updates(steps=7),
+                a.with_updates(knobs={"reward": "verifiable"})]
+    resolved = [runner.resolve(v.model_dump(mode="json", exclude={"seeds"})) for v in variants]
+    for i, (vi, ri) in enumerate(zip(variants, resolved, strict=True)):
+        for vj, rj in zip(variants[i:], resolved[i:], strict=True):
+            assert (batch_key(vi) == batch_key(vj)) == (batch_key(ri) == batch_key(rj))
+    assert sum(batch_key(resolved[0]) == batch_key(r) for r in resolved) == 2
+
+
 def test_finite_batch_em_fluctuates_around_the_replay_fixed_point() -> None:
     """EM on minibatches of D_lambda: beta_t is a batch fraction of old-looking draws, so the
     seed spread is about sqrt(lambda (1 - lambda) / B) around lambda."""

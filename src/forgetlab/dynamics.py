@@ -24,7 +24,7 @@ on one objective from a :class:`~forgetlab.mixture.TwoModeMixture`, logit weight
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -205,13 +205,21 @@ SHARED_FIELDS = ("method", "regime", "steps", "stride", "weight_coordinate", "we
                  "max_logit", "max_distance", "exact_metrics")
 
 
-def batch_key(config: SimulationConfig) -> tuple[Any, ...]:
+def batch_key(config: SimulationConfig | Mapping[str, Any]) -> tuple[Any, ...]:
     """Configurations with equal keys can be simulated together in one vectorised batch: the
-    fields of ``SHARED_FIELDS``, the dimension and every knob that is not a float."""
-    spec = config.knob_spec()
-    knobs = tuple(sorted((k, repr(config.knobs.get(k, knob.default)))
-                         for k, knob in spec.items() if knob.kind is not float))
-    return (*(getattr(config, f) for f in SHARED_FIELDS), config.problem.dim, knobs)
+    fields of ``SHARED_FIELDS``, the dimension and every knob that is not a float. ``config``
+    is a :class:`SimulationConfig` or a validated one as data (its JSON dump, or a resolved
+    sweep configuration, which leaves ``seeds`` out: None), read without validating again;
+    keys are compared within one form."""
+    if isinstance(config, Mapping):
+        shared = [config.get(f) for f in SHARED_FIELDS]
+        method, given, dim = config["method"], config["knobs"], config["problem"]["dim"]
+    else:
+        shared = [getattr(config, f) for f in SHARED_FIELDS]
+        method, given, dim = config.method, config.knobs, config.problem.dim
+    knobs = tuple(sorted((k, repr(given.get(k, knob.default)))
+                         for k, knob in get_method(method).knobs.items() if knob.kind is not float))
+    return (*shared, dim, knobs)
 
 
 def _batched_method(configs: Sequence[SimulationConfig]) -> Method:

@@ -69,11 +69,11 @@ class DynamicsRunner:
         return data
 
     def group_key(self, config: dict[str, Any]) -> Hashable:
-        """Fields that must be equal within one ``simulate`` call: :func:`dynamics.batch_key`."""
+        """Fields that must be equal within one ``simulate`` call: :func:`dynamics.batch_key`
+        of the resolved configuration (read as data, not validated again)."""
         from forgetlab.dynamics import batch_key
-        from forgetlab.simconfig import parse_config
 
-        return batch_key(parse_config(config))
+        return batch_key(config)
 
     def estimate_bytes(self, config: dict[str, Any], configs: int, seeds: int) -> int:
         """Peak working memory of one ``simulate`` call on ``configs`` configurations like
