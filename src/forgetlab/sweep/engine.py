@@ -86,14 +86,14 @@ class DynamicsRunner:
         ``[C, S, B, d + 1]`` times 4 temporaries. Calibrated against tracemalloc peaks
         (tests/test_sweep_plan_memory.py).
         """
-        cfg, finite, cells = config, config["regime"] == "finite", _cells(config, configs, seeds)
-        d = cfg["problem"]["dim"]
-        n_t = cfg["steps"] // cfg["stride"] + 2
+        finite, cells = config["regime"] == "finite", _cells(config, configs, seeds)
+        d = config["problem"]["dim"]
+        n_t = config["steps"] // config["stride"] + 2
         total = 2 * cells * n_t * (_N_PATHS + 2 * d) * 8
-        if not finite or cfg.get("exact_metrics", True):
+        if not finite or config.get("exact_metrics", True):
             total += min(cells, _QUAD_BLOCK) * _QUAD_NODES * 18 * 8
         if finite:
-            total += 4 * cells * cfg["batch_size"] * (d + 1) * 8
+            total += 4 * cells * config["batch_size"] * (d + 1) * 8
         return int(total)
 
     def estimate_seconds(self, config: dict[str, Any], configs: int, seeds: int) -> float:
@@ -104,13 +104,13 @@ class DynamicsRunner:
         per cell (population quadrature) or 0.7 us times B (d + 1) (finite samples), plus
         (T / stride) (6 ms + 250 us C S) for the exact measures at the recorded steps.
         """
-        cfg, finite, cells = config, config["regime"] == "finite", _cells(config, configs, seeds)
-        steps = cfg["steps"]
-        per_cell = (_SAMPLE_S * cfg["batch_size"] * (cfg["problem"]["dim"] + 1) if finite
+        finite, cells = config["regime"] == "finite", _cells(config, configs, seeds)
+        steps = config["steps"]
+        per_cell = (_SAMPLE_S * config["batch_size"] * (config["problem"]["dim"] + 1) if finite
                     else _POP_CELL_S)
-        total = steps * (_STEP_S[cfg["regime"]] + cells * per_cell)
-        if not finite or cfg.get("exact_metrics", True):
-            total += (steps // cfg["stride"] + 2) * (_STEP_S["population"] + cells * _POP_CELL_S)
+        total = steps * (_STEP_S[config["regime"]] + cells * per_cell)
+        if not finite or config.get("exact_metrics", True):
+            total += (steps // config["stride"] + 2) * (_STEP_S["population"] + cells * _POP_CELL_S)
         return float(total)
 
     def run(self, runs: Sequence[Run]) -> dict[str, NDArray[Any]]:

@@ -17,7 +17,6 @@ chunk whatever the executor.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
@@ -128,7 +127,7 @@ class Chunk:
 
 def chunk_id(run_ids: Sequence[str]) -> str:
     """The id of a chunk: SHA-256 (hex, 32 chars) of its run ids in order."""
-    return hashlib.sha256("\n".join(run_ids).encode()).hexdigest()[:32]
+    return digest("\n".join(run_ids))
 
 
 @dataclass(frozen=True)
@@ -323,12 +322,10 @@ def chunk_runs(task: ChunkTask) -> list[Run]:
     spec, chunk = task.spec, task.chunk
     runs: list[Run] = []
     for (c, seeds), expected in zip(chunk.seeds(), task.config_ids, strict=True):
-        resolved = spec.resolve(c, task.runner.resolve)
-        cid = digest(canonical_json(resolved))
-        if cid != expected.decode():
-            raise RuntimeError(f"configuration {c} resolves to {cid} on this worker but to "
-                               f"{expected.decode()} when planned: the workers run another "
-                               "version of the engine")
-        runs.extend(Run(c * spec.seeds + int(s), c, int(s), cid, run_id(cid, int(s)), resolved)
-                    for s in seeds)
+        config_runs = spec.config_runs(c, spec.resolve(c, task.runner.resolve), seeds)
+        if config_runs[0].config_id != expected.decode():
+            raise RuntimeError(f"configuration {c} resolves to {config_runs[0].config_id} on "
+                               f"this worker but to {expected.decode()} when planned: the "
+                               "workers run another version of the engine")
+        runs.extend(config_runs)
     return runs

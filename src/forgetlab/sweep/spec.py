@@ -33,7 +33,7 @@ import hashlib
 import json
 import math
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -322,13 +322,15 @@ class SweepSpec:
     def runs(self, resolve: Resolver) -> list[Run]:
         """Every run, configuration-major then seed, each configuration resolved
         (:meth:`resolve`); for small sweeps and tests, as it holds every configuration."""
-        runs: list[Run] = []
-        for c in range(self.n_configs):
-            resolved = self.resolve(c, resolve)
-            cid = config_id(resolved)
-            runs.extend(Run(c * self.seeds + s, c, s, cid, run_id(cid, s), resolved)
-                        for s in range(self.seeds))
-        return runs
+        return [run for c in range(self.n_configs)
+                for run in self.config_runs(c, self.resolve(c, resolve), range(self.seeds))]
+
+    def config_runs(self, index: int, resolved: dict[str, Any], seeds: Iterable[int]
+                    ) -> list[Run]:
+        """The runs of configuration ``index`` (resolved) for the given seed indices."""
+        cid = config_id(resolved)
+        return [Run(index * self.seeds + int(s), index, int(s), cid, run_id(cid, int(s)),
+                    resolved) for s in seeds]
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain data (axes expanded to their values)."""

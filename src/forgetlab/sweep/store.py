@@ -201,8 +201,12 @@ def _read_part(path: Path, columns: list[str] | None = None, filters: Any = None
     try:
         return pq.read_table(path, columns=columns, filters=filters)
     except (OSError, pa.ArrowException) as err:
-        raise StoreError(errno.EIO, f"cannot read {path}: the file is damaged ({err}); delete "
-                         "it and run the sweep again to recompute its runs") from None
+        raise _damaged(path, err) from None
+
+
+def _damaged(path: Path, err: Exception) -> StoreError:
+    return StoreError(errno.EIO, f"cannot read {path}: the file is damaged ({err}); delete it "
+                      "and run the sweep again to recompute its runs")
 
 
 def _ids(values: Any) -> NDArray[np.bytes_]:
@@ -253,8 +257,7 @@ def _schema_names(path: Path) -> list[str]:
     try:
         return list(pq.read_schema(path).names)
     except (OSError, pa.ArrowException) as err:
-        raise StoreError(errno.EIO, f"cannot read {path}: the file is damaged ({err}); delete "
-                         "it and run the sweep again to recompute its runs") from None
+        raise _damaged(path, err) from None
 
 
 def load_configs(directory: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
