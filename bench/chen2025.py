@@ -25,7 +25,8 @@ import numpy as np
 
 from _results import append_result, best_time_and_cpu
 from forgetlab.chen2025 import PRESETS, model, reference
-from forgetlab.chen2025.run import _in_threads, _noise_blocks, default_workers, run_chen2025
+from forgetlab.chen2025.run import _in_threads, _noise_blocks, run_chen2025
+from forgetlab.parallel import available_cores
 
 
 def _gens(seeds: int) -> list[np.random.Generator]:
@@ -68,7 +69,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=256)
     parser.add_argument("--baseline-seeds", type=int, default=4)
     parser.add_argument("--samples", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--workers", type=int, default=available_cores())
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     args = parser.parse_args()

@@ -11,16 +11,19 @@
    per-run generators and evaluating one exponential per sample. Both the baseline and the
    limit draw from the engine's per-run streams (``SeedSequence(seed, spawn_key=(0, s))``, one
    generator per run), so the baseline reproduces the engine's numbers (checked: the largest
-   parameter difference is printed) and the comparison is of the arithmetic. Sample-steps per
-   second, the fastest of ``--repeat`` rounds that time each entry in turn, for a large and a
-   small B.
+   parameter difference is printed) and the comparison is of the arithmetic. The engine is
+   timed on one thread and on ``--threads`` (its seed slices' gradients in threads, the same
+   numbers), the limit likewise (the generators split over the threads); the baseline is
+   numpy's single thread. Sample-steps per second, the fastest of ``--repeat`` rounds that
+   time each entry in turn, for a large and a small B.
 3. Memory: peak traced memory of two S-seed, B-sample runs with the same number of recorded
    points and 10x more steps in the second; streaming means the peaks match.
 
 Prints a table and one JSON line, also appended to ``bench/results/dynamics.jsonl``.
 
     python bench/dynamics.py [--configs 10000] [--seeds 256] [--batch 1000] [--steps 40]
-                             [--memory-steps 2000] [--repeat 3] [--skip-population]
+                             [--memory-steps 2000] [--repeat 3] [--threads W]
+                             [--skip-population]
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ import argparse
 import json
 import tracemalloc
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
 from _results import append_result, best_time, best_times
 from forgetlab import simulate
+from forgetlab.parallel import available_cores, thread_map
 from forgetlab.simconfig import SimulationConfig
 
 LR = 0.01
@@ -120,12 +126,24 @@ def baseline(method: str, seeds: int, steps: int, batch: int) -> np.ndarray:
     return np.stack([1 / (1 + np.exp(-eta[:, 0])), m_o[:, 0], m_n[:, 0]])
 
 
-def limit(seeds: int, steps: int, batch: int) -> float:
-    """One uniform, one normal (the same per-run generators) and one exp per sample-step."""
-    draws, acc = Draws(seeds), 0.0
-    for _ in range(steps):
-        u, z = draws(batch)
-        acc += float(np.exp(z)[0, 0] + u[0, 0])
+def limit(seeds: int, steps: int, batch: int, threads: int = 1) -> float:
+    """One uniform, one normal (the same per-run generators) and one exp per sample-step; the
+    generators split into ``threads`` groups drawing in threads, synchronised every step."""
+    draws = Draws(seeds)
+    groups = [g for g in np.array_split(np.arange(seeds), threads) if g.size]
+    acc = 0.0
+
+    def step(group: np.ndarray) -> float:
+        u = np.empty((group.size, batch))
+        z = np.empty((group.size, batch))
+        for row, s in enumerate(group):
+            draws.gens[s].random(out=u[row])
+            draws.gens[s].standard_normal(out=z[row])
+        return float(np.exp(z)[0, 0] + u[0, 0])
+
+    with ThreadPoolExecutor(len(groups)) as pool:
+        for _ in range(steps):
+            acc += sum(thread_map(step, groups, threads, pool))
     return acc
 
 
@@ -142,26 +160,34 @@ def peak_memory(config: SimulationConfig) -> float:
     return peak / 2**20
 
 
-def finite_rows(method: str, S: int, B: int, T: int, repeat: int
-                ) -> tuple[list[tuple[str, str, float]], dict[str, float]]:
-    """Engine, baseline and limit for one method and batch size."""
+def finite_rows(method: str, S: int, B: int, T: int, repeat: int, threads: int
+                ) -> tuple[list[tuple[str, str, float]], dict[str, Any]]:
+    """Engine (1 and ``threads`` threads), baseline and limit for one method and batch size."""
     cfg = finite_config(S, B, T, method=method)
     work = S * B * T
-    runs: dict[str, Callable[[], object]] = {
-        "engine": lambda: simulate(cfg), "baseline": lambda: baseline(method, S, T, B),
-        "limit": lambda: limit(S, T, B)}
+    counts = sorted({1, threads})
+    runs: dict[str, Callable[[], object]] = {"baseline": lambda: baseline(method, S, T, B)}
+    for w in counts:
+        runs[f"engine {w}t"] = lambda w=w: simulate(cfg, threads=w)
+        runs[f"limit {w}t"] = lambda w=w: limit(S, T, B, w)
     rate = {k: work / t for k, t in best_times(runs, repeat).items()}
-    diff = float(np.max(np.abs(engine_final(simulate(cfg)) - baseline(method, S, T, B))))
-    rows = [(f"{method} B={B}, engine", "sample-steps/s", rate["engine"]),
-            (f"{method} B={B}, numpy over seeds", "sample-steps/s", rate["baseline"]),
-            (f"{method} B={B}, normals + exp limit", "sample-steps/s", rate["limit"])]
-    return rows, {"method": method, "seeds": S, "batch": B, "steps": T,
-                  "engine_sample_steps_per_s": rate["engine"],
-                  "baseline_sample_steps_per_s": rate["baseline"],
-                  "limit_sample_steps_per_s": rate["limit"],
-                  "ratio_vs_baseline": rate["engine"] / rate["baseline"],
-                  "fraction_of_limit": rate["engine"] / rate["limit"],
-                  "max_abs_param_diff_vs_baseline": diff}
+    reference = baseline(method, S, T, B)
+    diff = max(float(np.max(np.abs(engine_final(simulate(cfg, threads=w)) - reference)))
+               for w in counts)
+    rows = [(f"{method} B={B}, numpy over seeds (1t)", "sample-steps/s", rate["baseline"])]
+    entry: dict[str, Any] = {"method": method, "seeds": S, "batch": B, "steps": T,
+                             "threads": threads, "baseline_sample_steps_per_s": rate["baseline"],
+                             "max_abs_param_diff_vs_baseline": diff}
+    for w in counts:
+        key = "" if w == 1 else "_threads"
+        rows += [(f"{method} B={B}, engine {w}t", "sample-steps/s", rate[f"engine {w}t"]),
+                 (f"{method} B={B}, normals + exp limit {w}t", "sample-steps/s",
+                  rate[f"limit {w}t"])]
+        entry |= {f"engine_sample_steps_per_s{key}": rate[f"engine {w}t"],
+                  f"limit_sample_steps_per_s{key}": rate[f"limit {w}t"],
+                  f"ratio_vs_baseline{key}": rate[f"engine {w}t"] / rate["baseline"],
+                  f"fraction_of_limit{key}": rate[f"engine {w}t"] / rate[f"limit {w}t"]}
+    return rows, entry
 
 
 def main() -> None:
@@ -178,6 +204,8 @@ def main() -> None:
     parser.add_argument("--methods", default="rl,sft")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--memory-steps", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=available_cores(),
+                        help="threads for the engine's and the limit's second rows")
     args = parser.parse_args()
     rows: list[tuple[str, str, float]] = []
     out: dict[str, object] = {"bench": "dynamics"}
@@ -201,7 +229,8 @@ def main() -> None:
     finite = []
     for method in args.methods.split(","):
         for B in (args.batch, args.small_batch):
-            new_rows, entry = finite_rows(method, args.seeds, B, args.steps, args.repeat)
+            new_rows, entry = finite_rows(method, args.seeds, B, args.steps, args.repeat,
+                                        max(1, args.threads))
             rows += new_rows
             finite.append(entry)
     out["finite"] = finite
@@ -221,9 +250,14 @@ def main() -> None:
     for name, unit, value in rows:
         print(f"{name:{width}s}  {unit:>15s}  {value:14.4g}")
     for f in finite:
-        print(f"{f['method']} B={f['batch']}: engine / numpy over seeds "
-              f"{f['ratio_vs_baseline']:.2f}x, engine / limit {f['fraction_of_limit']:.2f}, "
-              f"max |engine - baseline| {f['max_abs_param_diff_vs_baseline']:.1e}")
+        line = (f"{f['method']} B={f['batch']}: engine / numpy over seeds "
+                f"{f['ratio_vs_baseline']:.2f}x (1t)")
+        if "ratio_vs_baseline_threads" in f:
+            line += f", {f['ratio_vs_baseline_threads']:.2f}x ({f['threads']}t)"
+        line += f"; engine / limit {f['fraction_of_limit']:.2f} (1t)"
+        if "fraction_of_limit_threads" in f:
+            line += f", {f['fraction_of_limit_threads']:.2f} ({f['threads']}t)"
+        print(line + f"; max |engine - baseline| {f['max_abs_param_diff_vs_baseline']:.1e}")
     if "population" in out:
         print(f"population batch / loop: {out['population']['ratio_vs_loop']:.1f}x")  # type: ignore[index]
     print(json.dumps(out))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,6 +22,7 @@ import numpy as np
 from _results import append_result
 from forgetlab.chen2025 import model
 from forgetlab.chen2025.run import NOISE_BLOCK, _noise_blocks, train
+from forgetlab.parallel import available_cores
 
 LEARNING_RATES = {"forward_kl": 0.15, "reverse_kl": 0.01}
 GRADS = {"forward_kl": model.forward_kl_grad_two_mode, "reverse_kl": model.reverse_kl_grad_two_mode}
@@ -107,7 +107,7 @@ def main() -> None:
         help="seeds timed for the per-run loop (its cost is linear in seeds)",
     )
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=available_cores())
     args = parser.parse_args()
     S, N, T, W = args.seeds, args.samples, args.steps, max(1, args.workers)
     work = S * N * T

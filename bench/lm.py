@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import time
 
@@ -22,6 +21,7 @@ from _results import append_result
 from forgetlab.lm.corpus import VOCAB, Task
 from forgetlab.lm.model import GPT, GPTConfig
 from forgetlab.lm.train import PretrainConfig, pretrain
+from forgetlab.parallel import available_cores
 
 
 def plain_loop(task: Task, config: GPTConfig, cfg: PretrainConfig) -> GPT:
@@ -44,7 +44,7 @@ def plain_loop(task: Task, config: GPTConfig, cfg: PretrainConfig) -> GPT:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=available_cores())
     parser.add_argument("--quick", action="store_true", help="the quick profile's 2 x 64 model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

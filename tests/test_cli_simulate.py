@@ -61,6 +61,7 @@ def test_bad_input_exits_with_code_2(tmp_path) -> None:
         ["--config", str(cfg)],
         ["--preset", "no-such-preset"],
         ["--preset", "sft", "--seeds", "0"],
+        ["--preset", "rl-finite", "--threads", "0"],
         [],
     ]
     for args in cases:
@@ -68,6 +69,13 @@ def test_bad_input_exits_with_code_2(tmp_path) -> None:
         assert result.exit_code == 2, (args, result.output)
         assert result.output.startswith("error: ")
     assert "replay_fraction must lie in [0, 1)" in _run("--config", str(cfg)).output
+
+
+def test_threads_change_no_number() -> None:
+    outs = [_run("--preset", "rl-finite", "--steps", "30", "--seeds", "6", "--json",
+                 "--threads", t) for t in ("1", "2")]
+    assert all(r.exit_code == 0 for r in outs), [r.output for r in outs]
+    assert outs[0].output == outs[1].output
 
 
 def test_every_mixture_preset_runs() -> None:

@@ -7,7 +7,8 @@ from layer i to layer j > i fails. Layers, lowest first:
 
 ====  ==================  ==========================================================================
   0   foundation          ``_validation`` (array, range and pydantic-error checks),
-                          ``progress`` (the progress bar), ``vocabulary`` (the one table of
+                          ``progress`` (the progress bar), ``parallel`` (threads over
+                          independent runs, the core count), ``vocabulary`` (the one table of
                           method names and knobs that both registries read)
   1   geometry            ``gaussian``, ``mixture``, ``kmixture``: the model objects
   2   config              ``config``: the validated mixture problem; it builds the mixture and
@@ -48,7 +49,8 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: dict[str, int] = {
-    "forgetlab._validation": 0, "forgetlab.progress": 0, "forgetlab.vocabulary": 0,
+    "forgetlab._validation": 0, "forgetlab.progress": 0, "forgetlab.parallel": 0,
+    "forgetlab.vocabulary": 0,
     "forgetlab.gaussian": 1, "forgetlab.mixture": 1, "forgetlab.kmixture": 1,
     "forgetlab.config": 2,
     "forgetlab.quadrature": 3, "forgetlab.population": 3, "forgetlab.kpopulation": 3,

@@ -25,6 +25,7 @@ on one objective from a :class:`~forgetlab.mixture.TwoModeMixture`, logit weight
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -37,6 +38,7 @@ from forgetlab.methods import get_method
 from forgetlab.methods.base import Method, Problem, State, StepOutput, Streams
 from forgetlab.mixture import MixtureParams, TwoModeMixture, log_odds
 from forgetlab.optim import Descent, Params, descend
+from forgetlab.parallel import thread_map
 from forgetlab.population import reverse_kl_gradient
 from forgetlab.simconfig import SimulationConfig
 from forgetlab.theory.forward_kl import rho
@@ -131,21 +133,33 @@ def sane(params: MixtureParams, coords: MixtureParams, problem: Problem, opt: Op
     return ok
 
 
+def _seed_chunks(n_seeds: int, batch_size: int, dim: int, threads: int) -> list[slice]:
+    """Slices of the seed axis of at most CACHE_ELEMENTS / (B d) seeds, so that the
+    per-sample arrays stay in cache, and at least ``threads`` of them when there are enough
+    seeds."""
+    chunk = max(1, CACHE_ELEMENTS // (batch_size * dim))
+    if threads > 1:
+        chunk = min(chunk, -(-n_seeds // threads))
+    return [slice(lo, lo + chunk) for lo in range(0, n_seeds, chunk)]
+
+
 def _chunked_gradient(method: Method, problem: Problem, params: MixtureParams, state: State,
-                      step: int, rng: Streams | None, chunk: int) -> StepOutput:
-    """``method.gradient`` over slices of at most ``chunk`` seeds (finite batch), so that the
-    per-sample arrays stay in cache; every run uses its own generator, so the numbers are those
-    of one call. Methods whose state is not shaped ``[C, S, ...]`` are called once."""
+                      step: int, rng: Streams | None, chunks: list[slice], threads: int = 1,
+                      pool: ThreadPoolExecutor | None = None) -> StepOutput:
+    """``method.gradient`` over the seed slices ``chunks`` (finite batch), on ``threads``
+    threads of ``pool``; every run uses its own generator, so the numbers are those of one
+    call. Methods whose state is not shaped ``[C, S, ...]`` are called once."""
     n_seeds = params.weight_old.shape[1]
-    if rng is None or n_seeds <= chunk or any(
+    if rng is None or len(chunks) == 1 or any(
             np.ndim(v) < 2 or np.shape(v)[1] != n_seeds for v in state.values()):
         return method.gradient(problem, params, state, step, rng)
-    outs = []
-    for lo in range(0, n_seeds, chunk):
-        sl = slice(lo, lo + chunk)
-        outs.append(method.gradient(problem, MixtureParams(*(x[:, sl] for x in params)),
-                                    {k: v[:, sl] for k, v in state.items()}, step,
-                                    rng.take(sl)))
+    streams = rng
+
+    def part(sl: slice) -> StepOutput:
+        return method.gradient(problem, MixtureParams(*(x[:, sl] for x in params)),
+                               {k: v[:, sl] for k, v in state.items()}, step, streams.take(sl))
+
+    outs = thread_map(part, chunks, threads, pool)
 
     def cat(parts: list[Array]) -> Array:
         return np.concatenate(parts, axis=1)
@@ -157,13 +171,15 @@ def _chunked_gradient(method: Method, problem: Problem, params: MixtureParams, s
 
 def run(method: Method, problem: Problem, params0: MixtureParams, steps: int, stride: int,
         opt: Optimiser, rng: Streams | None = None, bounds: Bounds | None = None,
-        progress: Callable[[int], None] | None = None, exact_metrics: bool = True
-        ) -> tuple[Recorder, NDArray[np.int64]]:
+        progress: Callable[[int], None] | None = None, exact_metrics: bool = True,
+        threads: int = 1) -> tuple[Recorder, NDArray[np.int64]]:
     """Train ``params0`` (``[C, S]``) for ``steps`` steps; record every ``stride`` steps.
 
     Returns the filled :class:`~forgetlab.trajectory.Recorder` and ``diverged_step [C, S]``
     (-1 where the run stayed sane). ``progress(t)`` is called after each recorded step;
     ``exact_metrics=False`` skips the engine's misassignments and KLs at the records.
+    ``threads > 1`` computes the finite-batch gradients of slices of the seeds in that many
+    threads; the numbers are the same for every ``threads``.
     """
     bounds = bounds or Bounds()
     shape = params0.weight_old.shape
@@ -171,7 +187,8 @@ def run(method: Method, problem: Problem, params0: MixtureParams, steps: int, st
     state = method.init_state(problem, params)
     diag: dict[str, Array] = {}
     rec = Recorder(shape, problem.dim, steps, stride, exact_metrics)
-    chunk = max(1, CACHE_ELEMENTS // (problem.batch_size * problem.dim))
+    chunks = _seed_chunks(shape[1], problem.batch_size, problem.dim, threads)
+    pool = ThreadPoolExecutor(threads) if threads > 1 and rng is not None else None
     recorded = set(rec.steps.tolist())
     rec.record(problem.learner(params), problem.target)
 
@@ -181,7 +198,8 @@ def run(method: Method, problem: Problem, params0: MixtureParams, steps: int, st
         if opt.kind == "em":
             new_params, state, diag = method.em_update(problem, params_t, state, t, rng)
             return to_coordinates(new_params, opt.coordinate)
-        out = _chunked_gradient(method, problem, params_t, state, t, rng, chunk)
+        out = _chunked_gradient(method, problem, params_t, state, t, rng, chunks, threads,
+                                pool)
         state, diag = out.state, out.diagnostics
         return coordinate_gradient(out.grad, params_t, opt.coordinate)
 
@@ -193,10 +211,15 @@ def run(method: Method, problem: Problem, params0: MixtureParams, steps: int, st
             if progress is not None:
                 progress(t)
 
-    diverged = descend(
-        direction, to_coordinates(params, opt.coordinate), params, steps, opt.descent(),
-        lambda c: from_coordinates(MixtureParams(*c), opt.coordinate, opt.weight_clip),
-        lambda p, c: sane(MixtureParams(*p), MixtureParams(*c), problem, opt, bounds), observe)
+    try:
+        diverged = descend(
+            direction, to_coordinates(params, opt.coordinate), params, steps, opt.descent(),
+            lambda c: from_coordinates(MixtureParams(*c), opt.coordinate, opt.weight_clip),
+            lambda p, c: sane(MixtureParams(*p), MixtureParams(*c), problem, opt, bounds),
+            observe)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return rec, diverged
 
 
@@ -252,15 +275,18 @@ def _problem(configs: Sequence[SimulationConfig]) -> Problem:
 
 def simulate(config: SimulationConfig | Sequence[SimulationConfig],
              config_ids: Sequence[int] | None = None,
-             progress: Callable[[int], None] | None = None) -> Trajectory:
+             progress: Callable[[int], None] | None = None, threads: int = 1) -> Trajectory:
     """Run one configuration, or several sharing method, regime, steps and optimiser, in one
     vectorised batch; returns a :class:`~forgetlab.trajectory.Trajectory` ``[C, S, T]``.
 
     Run (c, s) draws from ``SeedSequence(configs[c].seed, spawn_key=(config_ids[c], s))``
     (``config_ids`` default 0..C-1), so results do not depend on how configurations are
-    grouped into batches as long as each keeps its id. Population runs are deterministic and
+    grouped into batches as long as each keeps its id, nor on ``threads`` (finite batch: the
+    seeds' gradients computed in that many threads). Population runs are deterministic and
     have S = 1.
     """
+    if isinstance(threads, bool) or int(threads) != threads or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
     configs = [config] if isinstance(config, SimulationConfig) else list(config)
     if not configs:
         raise ValueError("config: give at least one SimulationConfig")
@@ -296,7 +322,7 @@ def simulate(config: SimulationConfig | Sequence[SimulationConfig],
                                                              n_seeds)
     rec, diverged = run(method, problem, params0, first.steps, first.stride, opt, rng,
                         Bounds(first.max_logit, first.max_distance), progress,
-                        first.exact_metrics)
+                        first.exact_metrics, threads)
     return Trajectory(
         steps=rec.steps, weight_old=rec.weight_old, mean_old=rec.mean_old,
         mean_new=rec.mean_new, metrics={**rec.metrics, **rec.diagnostics},

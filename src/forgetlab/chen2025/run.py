@@ -13,9 +13,7 @@ paper's reading point) and gives the standard error of Drop and Gain across seed
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -27,6 +25,7 @@ from forgetlab.chen2025 import exact, model
 from forgetlab.chen2025.overlap import grid_for, grid_overlap_accuracy
 from forgetlab.chen2025.preset import DEFAULT_SEEDS, PRESETS, paper_settings
 from forgetlab.optim import Descent, Direction, Params, descend
+from forgetlab.parallel import available_cores, thread_map
 
 Array = NDArray[np.float64]
 Grad = Callable[[Array, Array], Array]
@@ -207,18 +206,7 @@ def train(
 def _in_threads(work: Callable[[NDArray[np.int64]], _T], n_seeds: int, workers: int) -> list[_T]:
     """``work(group)`` for ``workers`` contiguous groups of seed indices, in threads, in order."""
     groups = [g for g in np.array_split(np.arange(n_seeds), max(1, workers)) if g.size]
-    if len(groups) == 1:
-        return [work(groups[0])]
-    with ThreadPoolExecutor(len(groups)) as pool:
-        return list(pool.map(work, groups))
-
-
-def default_workers() -> int:
-    """Threads used when ``workers`` is not given: the CPU cores available to this process."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
+    return thread_map(work, groups, workers)
 
 
 def _train_exact(init: Array, lr: float, steps: int) -> tuple[Array, NDArray[np.int64]]:
@@ -281,7 +269,7 @@ def run_chen2025(
     seeds = _as_count(seeds, "seeds", 1)
     seed = _as_count(seed, "seed", 0)
     samples = _as_count(samples, "samples", 1)
-    workers = default_workers() if workers is None else _as_count(workers, "workers", 1)
+    workers = available_cores() if workers is None else _as_count(workers, "workers", 1)
     two = variant == "two-mode"
     init = np.array(model.INIT_TWO_MODE if two else model.INIT_SINGLE_MODE)
     grid = grid_for(init.size)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import click
 
 from forgetlab.cli._common import check_output_file
 from forgetlab.lm import require_torch
+from forgetlab.parallel import available_cores
 from forgetlab.progress import ProgressBar
 
 
@@ -64,7 +64,7 @@ def benchmark(methods: str | None, profile: str, settings: str, as_json: bool,
     with ProgressBar("lm", enabled=not as_json, transient=False) as bar:
         result = run_benchmark(
             profile, specs, [s.strip() for s in settings.split(",") if s.strip()],
-            cache_dir=cache, threads=threads or os.cpu_count() or 1, seed=seed,
+            cache_dir=cache, threads=threads or available_cores(), seed=seed,
             progress=lambda label, done, total: bar.update(done, label, total), variant=variant,
             seeds=seeds)
     out.mkdir(parents=True, exist_ok=True)
@@ -144,7 +144,7 @@ def measure(base_dir: Path, tuned_dir: Path, prompts_file: Path, marker: str | N
         raise ValueError(f"plot: {plot} must end in .png, .pdf or .svg")
     if plot is not None:
         check_output_file(plot, "plot")
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    torch.set_num_threads(threads or available_cores())
     with ProgressBar("lm", enabled=not as_json, transient=False) as bar:
         report = measure_split(base_dir, tuned_dir, prompts_file, marker=marker,
                                classifier=classifier, max_new_tokens=max_new_tokens,

@@ -35,6 +35,7 @@ from forgetlab.chen2025 import ChenResult, run_preset
 from forgetlab.chen2025.run import GAIN_THRESHOLD
 from forgetlab.cli._common import check_output_file, report_diverged
 from forgetlab.dynamics import simulate as run_simulation
+from forgetlab.parallel import available_cores
 from forgetlab.progress import ProgressBar
 from forgetlab.simconfig import SimulationConfig, load_config
 from forgetlab.sweep.resources import MAX_RUNS, Estimate
@@ -67,10 +68,10 @@ def _check_external(seeds: int | None, steps: int | None, force: bool) -> None:
                          "anyway, or fewer seeds or steps")
 
 
-def _run(config: SimulationConfig, quiet: bool) -> Trajectory:
+def _run(config: SimulationConfig, quiet: bool, threads: int = 1) -> Trajectory:
     show = not quiet and config.steps >= _PROGRESS_MIN_STEPS
     with ProgressBar("simulating", config.steps, "steps", enabled=show) as bar:
-        return run_simulation(config, progress=bar.update)
+        return run_simulation(config, progress=bar.update, threads=threads)
 
 
 def _json_value(x: Any) -> Any:
@@ -168,12 +169,14 @@ def _chen2025_plot(results: list[ChenResult], path: str) -> None:
 
 def chen2025_output(preset: str, seeds: int | None = None, as_json: bool = False,
                     plot: str | None = None, seed: int = 0, steps: int | None = None,
-                    progress: Callable[[int], None] | None = None) -> str:
+                    progress: Callable[[int], None] | None = None,
+                    threads: int | None = None) -> str:
     """What ``forgetlab simulate --preset chen2025-...`` prints (JSON or table); writes the PNG
     ``plot`` of acc_old and acc_new when given. ``seeds`` defaults to
-    :data:`~forgetlab.chen2025.preset.DEFAULT_SEEDS`, ``steps`` to the paper's."""
+    :data:`~forgetlab.chen2025.preset.DEFAULT_SEEDS`, ``steps`` to the paper's, ``threads``
+    to all cores."""
     results = run_preset(preset, CHEN_DEFAULT_SEEDS if seeds is None else seeds, seed, steps,
-                         progress=progress)
+                         progress=progress, workers=threads)
     if plot is not None:
         _chen2025_plot(results, plot)
     if as_json:
@@ -182,9 +185,10 @@ def chen2025_output(preset: str, seeds: int | None = None, as_json: bool = False
 
 
 def _run_external(name: str, seeds: int | None, steps: int | None, as_json: bool,
-                  plot: str | None) -> None:
+                  plot: str | None, threads: int) -> None:
     with ProgressBar(name, len(CHEN_PRESETS[name].runs), "runs", enabled=not as_json) as bar:
-        text = chen2025_output(name, seeds, as_json, plot, steps=steps, progress=bar.update)
+        text = chen2025_output(name, seeds, as_json, plot, steps=steps, progress=bar.update,
+                               threads=threads)
     click.echo(text)
 
 
@@ -241,9 +245,12 @@ def _table(traj: Trajectory, title: str) -> None:
                    "checked).")
 @click.option("--fail-on-diverged", is_flag=True,
               help="Exit with code 1 when a run diverged.")
+@click.option("--threads", type=int,
+              help="Threads sharing the seeds of a finite-batch run (default: all cores); "
+                   "the numbers do not depend on it.")
 def simulate(config_file: str | None, preset: str | None, seeds: int | None, steps: int | None,
              as_json: bool, plot: str | None, list_presets: bool, force: bool,
-             fail_on_diverged: bool) -> None:
+             fail_on_diverged: bool, threads: int | None) -> None:
     """Simulate post-training on the two-mode mixture and report mass forgetting and drift.
 
     Exit codes: 0 done, 1 a run diverged (with --fail-on-diverged), 2 bad input or past the
@@ -255,11 +262,14 @@ def simulate(config_file: str | None, preset: str | None, seeds: int | None, ste
         return
     if (config_file is None) == (preset is None):
         raise ValueError("give exactly one of --config FILE or --preset NAME")
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be an integer >= 1, got {threads}")
+    threads = threads or available_cores()
     if plot:
         check_output_file(plot, "--plot")
     if preset is not None and (ext := presets.external(preset)) is not None:
         _check_external(seeds, steps, force)
-        _run_external(ext.name, seeds, steps, as_json, plot)
+        _run_external(ext.name, seeds, steps, as_json, plot, threads)
         return
     config = load_config(config_file) if config_file else presets.get(preset or "")
     overrides = {k: v for k, v in (("seeds", seeds), ("steps", steps)) if v is not None}
@@ -273,7 +283,7 @@ def simulate(config_file: str | None, preset: str | None, seeds: int | None, ste
                    f"1 seed, not {config.seeds}; set regime = \"finite\" for minibatch seeds",
                    err=True)
     estimate(config).check("simulate", "fewer --steps or --seeds, or a larger stride", force)
-    traj = _run(config, quiet=as_json)
+    traj = _run(config, quiet=as_json, threads=threads)
     if plot:
         _plot(traj, plot)
     if as_json:

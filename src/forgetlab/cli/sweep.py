@@ -35,13 +35,14 @@ def plan_cmd(spec: str, workers: int | None, chunk_size: int | None) -> None:
     """Validate SPEC and print its runs, chunks, estimated memory and time; runs nothing.
 
     The last line says whether `sweep run` would start (the same resource check)."""
+    from forgetlab.parallel import available_cores
     from forgetlab.sweep.engine import DynamicsRunner
-    from forgetlab.sweep.executors import LocalExecutor, default_workers
+    from forgetlab.sweep.executors import LocalExecutor
     from forgetlab.sweep.plan import BLOCK, make_plan
     from forgetlab.sweep.spec import load_spec
 
     parsed = load_spec(spec)
-    n_workers = workers or default_workers()
+    n_workers = workers or available_cores()
     if parsed.n_configs > BLOCK:  # resolve the blocks on a local pool, with a progress bar
         with LocalExecutor(n_workers) as pool:
             plan = make_plan(parsed, DynamicsRunner(), n_workers, chunk_size, pool,

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from forgetlab.parallel import available_cores
 from forgetlab.progress import ProgressBar
-from forgetlab.sweep.executors import Executor, check_executor, default_workers, make_executor
+from forgetlab.sweep.executors import Executor, check_executor, make_executor
 from forgetlab.sweep.plan import ChunkRunner, ChunkTask, Plan, chunk_id, chunk_runs, make_plan
 from forgetlab.sweep.resources import Estimate
 from forgetlab.sweep.spec import SweepSpec
@@ -107,7 +108,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, runner: ChunkRunner | None = Non
         runner = DynamicsRunner()
     start = time.perf_counter()
     # local pools, LocalClusters and local Ray instances default to every core
-    n_workers = workers or (default_workers() if isinstance(executor, str) and address is None
+    n_workers = workers or (available_cores() if isinstance(executor, str) and address is None
                             else 1)
     size = chunk_size or spec.chunk_size
     pool = make_executor(executor, address, workers) if isinstance(executor, str) else executor

@@ -39,6 +39,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from forgetlab.parallel import available_cores
+
 EXECUTORS = ("local", "dask", "ray")
 
 
@@ -120,11 +122,6 @@ def _quiet_logs(*names: str) -> Iterator[None]:
             lg.setLevel(level)
 
 
-def default_workers() -> int:
-    """All cores available to this process."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 class Executor(ABC):
     """Runs ``fn`` over items on some workers; a context manager that owns its resources."""
 
@@ -156,7 +153,7 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self, workers: int | None = None) -> None:
-        self.workers = workers or default_workers()
+        self.workers = workers or available_cores()
         self._pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
                                          initializer=_worker_init, initargs=(os.getpid(),))
         self._pending: set[Future[Any]] = set()
@@ -207,7 +204,7 @@ class DaskExecutor(Executor):
             # profiler (a stack sample every 10 ms) slows the Python-heavy chunks by ~25%
             with _sigint_ignored(), _environ(DASK_LOGGING__DISTRIBUTED="error",
                                              DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED="False"):
-                self.cluster = LocalCluster(n_workers=workers or default_workers(),
+                self.cluster = LocalCluster(n_workers=workers or available_cores(),
                                             threads_per_worker=1, processes=True,
                                             dashboard_address=None)
             self.client = Client(self.cluster)
@@ -265,7 +262,7 @@ class RayExecutor(Executor):
             try:
                 with _sigint_ignored():
                     if address is None:
-                        ray.init(num_cpus=workers or default_workers(), include_dashboard=False,
+                        ray.init(num_cpus=workers or available_cores(), include_dashboard=False,
                                  log_to_driver=False, logging_level=logging.ERROR)
                     else:
                         ray.init(address=address, log_to_driver=False,
