@@ -133,22 +133,19 @@ def sane(params: MixtureParams, coords: MixtureParams, problem: Problem, opt: Op
     return ok
 
 
-def _seed_chunks(n_seeds: int, batch_size: int, dim: int, threads: int) -> list[slice]:
-    """Slices of the seed axis of at most CACHE_ELEMENTS / (B d) seeds, so that the
-    per-sample arrays stay in cache, and at least ``threads`` of them when there are enough
-    seeds."""
+def _seed_chunks(n_seeds: int, batch_size: int, dim: int) -> list[slice]:
+    """Slices of the seed axis of at most CACHE_ELEMENTS / (B d) seeds (at least one), so that
+    the per-sample arrays stay in cache."""
     chunk = max(1, CACHE_ELEMENTS // (batch_size * dim))
-    if threads > 1:
-        chunk = min(chunk, -(-n_seeds // threads))
     return [slice(lo, lo + chunk) for lo in range(0, n_seeds, chunk)]
 
 
 def _chunked_gradient(method: Method, problem: Problem, params: MixtureParams, state: State,
                       step: int, rng: Streams | None, chunks: list[slice], threads: int = 1,
                       pool: ThreadPoolExecutor | None = None) -> StepOutput:
-    """``method.gradient`` over the seed slices ``chunks`` (finite batch), on ``threads``
-    threads of ``pool``; every run uses its own generator, so the numbers are those of one
-    call. Methods whose state is not shaped ``[C, S, ...]`` are called once."""
+    """``method.gradient`` over the seed slices ``chunks`` (finite batch), shared by
+    ``threads`` threads of ``pool``; every run uses its own generator, so the numbers are
+    those of one call. Methods whose state is not shaped ``[C, S, ...]`` are called once."""
     n_seeds = params.weight_old.shape[1]
     if rng is None or len(chunks) == 1 or any(
             np.ndim(v) < 2 or np.shape(v)[1] != n_seeds for v in state.values()):
@@ -178,8 +175,9 @@ def run(method: Method, problem: Problem, params0: MixtureParams, steps: int, st
     Returns the filled :class:`~forgetlab.trajectory.Recorder` and ``diverged_step [C, S]``
     (-1 where the run stayed sane). ``progress(t)`` is called after each recorded step;
     ``exact_metrics=False`` skips the engine's misassignments and KLs at the records.
-    ``threads > 1`` computes the finite-batch gradients of slices of the seeds in that many
-    threads; the numbers are the same for every ``threads``.
+    ``threads > 1`` shares the finite-batch gradients of the cache-sized seed slices among
+    that many threads (none when there is one slice: smaller slices cost more than the threads
+    gain); the numbers are the same for every ``threads``.
     """
     bounds = bounds or Bounds()
     shape = params0.weight_old.shape
@@ -187,8 +185,9 @@ def run(method: Method, problem: Problem, params0: MixtureParams, steps: int, st
     state = method.init_state(problem, params)
     diag: dict[str, Array] = {}
     rec = Recorder(shape, problem.dim, steps, stride, exact_metrics)
-    chunks = _seed_chunks(shape[1], problem.batch_size, problem.dim, threads)
-    pool = ThreadPoolExecutor(threads) if threads > 1 and rng is not None else None
+    chunks = _seed_chunks(shape[1], problem.batch_size, problem.dim)
+    parallel = threads > 1 and len(chunks) > 1 and rng is not None
+    pool = ThreadPoolExecutor(min(threads, len(chunks))) if parallel else None
     recorded = set(rec.steps.tolist())
     rec.record(problem.learner(params), problem.target)
 
