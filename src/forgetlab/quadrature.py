@@ -34,8 +34,10 @@ the expectation is computed in log space, with t = (u - m) / s ~ N(0, 1):
    written f(u) = e^{a(u)} (1 + e^{-|u|})^{-p} with a piecewise linear (p = 1, 2, 3): the
    exponent is a(u_i) - t_i^2 / 2 (within p log 2 of log f, so nothing underflows) and the
    factor (1 + e^{-|u|})^{-p}, in [2^-p, 1] and correct to a few ulps, multiplies after it, so
-   a node costs two exps and no log; softplus uses its log f (exp and log, log(1 + e^{-|u|})
-   in [0, log 2], so its absolute rounding, ~1e-16, is the relative error of f).
+   a node costs two exps and no log; softplus likewise is f(u) = e^{min(u, 0)} h(u) with
+   h(u) = log1p(w) / w for u < 0 and u + log1p(w) for u >= 0, w = e^{-|u|} (h in [log 2, 1]
+   for u < 0, in [log 2, u + 1) for u >= 0, each to a few ulps): two exps and a log1p a node,
+   no log of a log.
 
 The number of panels differs between configurations (4 to 10, 8.8 on average for m within
 +-30 and s <= 10); rows with equal counts are evaluated together, so the work is vectorised
@@ -90,20 +92,47 @@ def _dlog_softplus(u: Array) -> Array:
     return np.exp(log_expit(u) - _log_softplus(u))
 
 
+def _times_softplus_factor(g: Array, u: Array) -> None:
+    """g *= h(u) = softplus(u) / e^{min(u, 0)} in place (``u`` is overwritten): with
+    w = e^{-|u|}, h = log1p(w) / w for u < 0 (1 where w underflows) and u + log1p(w) else."""
+    negative = u < 0
+    w = np.exp(-np.abs(u))
+    lw = np.log1p(w)
+    np.add(u, lw, out=u)
+    np.divide(lw, w, out=u, where=negative & (w > 0))
+    u[negative & (w == 0)] = 1.0
+    g *= u
+
+
+def _power_factor(power: int) -> Callable[[Array, Array], None]:
+    """g *= (1 + e^{-|u|})^{-power} in place (``u`` is overwritten), one division a power."""
+
+    def times(g: Array, u: Array) -> None:
+        np.abs(u, out=u)
+        np.negative(u, out=u)
+        np.exp(u, out=u)
+        u += 1.0
+        for _ in range(power):
+            g /= u
+
+    return times
+
+
 class _Integrand(NamedTuple):
     log_f: Callable[[Array], Array]
     dlog_f: Callable[[Array], Array]
     slope: tuple[float, float]  # (log f)' lies in [lo, hi]
     limits: tuple[float, float]  # log E[f] as m -> -inf and m -> +inf
-    # (a, p) with log f(u) = a(u) - p log(1 + e^{-|u|}), so f = e^{a(u)} / (1 + e^{-|u|})^p
-    split: tuple[Callable[[Array], Array], int] | None = None
+    # (a, times) with f(u) = e^{a(u)} h(u), a piecewise linear, h within a bounded factor of
+    # e^0 (sigmoids: h = (1 + e^{-|u|})^{-p}); times(g, u) multiplies g by h(u) in place
+    split: tuple[Callable[[Array], Array], Callable[[Array, Array], None]] | None = None
 
 
 def _split_integrand(a: Callable[[Array], Array], power: int, dlog_f: Callable[[Array], Array],
                      slope: tuple[float, float], limits: tuple[float, float]) -> _Integrand:
     """The integrand with log f(u) = a(u) - power * log(1 + e^{-|u|})."""
     return _Integrand(lambda u: a(u) - power * _log1p_exp_neg_abs(u), dlog_f, slope, limits,
-                      (a, power))
+                      (a, _power_factor(power)))
 
 
 INTEGRANDS: dict[str, _Integrand] = {
@@ -112,7 +141,8 @@ INTEGRANDS: dict[str, _Integrand] = {
     "sigmoid_prime": _split_integrand(
         lambda u: -np.abs(u), 2, lambda u: expit(-u) - expit(u), (-1.0, 1.0),
         (-np.inf, -np.inf)),
-    "softplus": _Integrand(_log_softplus, _dlog_softplus, (0.0, 1.0), (-np.inf, np.inf)),
+    "softplus": _Integrand(_log_softplus, _dlog_softplus, (0.0, 1.0), (-np.inf, np.inf),
+                           (lambda u: np.minimum(u, 0.0), _times_softplus_factor)),
     "sigmoid_sq_prime": _split_integrand(
         lambda u: 2.0 * np.minimum(u, 0.0) + np.minimum(-u, 0.0), 3,
         lambda u: 2.0 * expit(-u) - expit(u), (-1.0, 2.0), (-np.inf, -np.inf)),
@@ -158,9 +188,9 @@ def _panel_sums(spec: _Integrand, m: Array, s: Array, breaks: Array) -> Array:
     numbers of panels are evaluated together.
 
     Max-shifted sum: log sum_p (w_p / 2) sum_j W_j e^{g(t_pj) - top} + top, top = max g at the
-    nodes (the weights applied after the exp). For a split integrand (log f = a - p log(1 +
-    e^{-|u|})) top is the max of a(u) - t^2 / 2, within p log 2 of max g, and the factor
-    (1 + e^{-|u|})^{-p} multiplies after the exp: no log per node."""
+    nodes (the weights applied after the exp). For a split integrand (f = e^{a(u)} h(u), h
+    within a bounded factor of 1) top is the max of a(u) - t^2 / 2 and the factor h(u)
+    multiplies after the exp: no log of f per node."""
     a, b = breaks[:, :-1], breaks[:, 1:]
     keep = b > a
     count = keep.sum(axis=1)
@@ -180,13 +210,8 @@ def _panel_sums(spec: _Integrand, m: Array, s: Array, breaks: Array) -> Array:
         top = np.max(g, axis=(1, 2))
         g -= top[:, None, None]
         np.exp(g, out=g)
-        if spec.split is not None:  # the factor (1 + e^{-|u|})^{-p} in [2^-p, 1], after the exp
-            np.abs(u, out=u)
-            np.negative(u, out=u)
-            np.exp(u, out=u)
-            u += 1.0
-            for _ in range(spec.split[1]):
-                g /= u
+        if spec.split is not None:  # the factor h(u), after the exp
+            spec.split[1](g, u)
         sums = np.einsum("rkj,j,rk->r", g, _WEIGHTS, width)
         out[rows] = top + np.log(0.5 * sums)
     return out
