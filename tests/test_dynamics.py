@@ -274,40 +274,28 @@ def test_finite_batch_em_fluctuates_around_the_replay_fixed_point() -> None:
 
 
 @pytest.mark.parametrize("method", list_methods())
-def test_seed_chunking_gives_the_same_numbers(method: str, monkeypatch) -> None:
-    """Finite-batch gradients are computed over slices of seeds; the result must not change."""
-    import forgetlab.dynamics as dyn
-
-    if "finite" not in make_method(method).regimes:
-        pytest.skip(f"{method} has no finite-batch regime")
-    cfg = SimulationConfig(method=method, regime="finite", steps=3, stride=1, seeds=5,
-                           batch_size=40, learning_rate=0.05)
-    monkeypatch.setattr(dyn, "CACHE_ELEMENTS", 80)  # two seeds per call
-    chunked = simulate(cfg)
-    monkeypatch.setattr(dyn, "CACHE_ELEMENTS", 10**9)
-    whole = simulate(cfg)
-    np.testing.assert_allclose(chunked.weight_old, whole.weight_old, rtol=1e-13, atol=0)
-    np.testing.assert_allclose(chunked.mean_new, whole.mean_new, rtol=1e-13, atol=1e-15)
-
-
-@pytest.mark.parametrize("method", list_methods())
-def test_threads_give_bit_identical_numbers(method: str, monkeypatch) -> None:
-    """The seeds' gradients shared by 2 or 3 threads (three seed slices here) give exactly the
-    numbers of one thread: every run draws from its own generator."""
+def test_seed_slices_and_threads_give_the_same_numbers(method: str, monkeypatch) -> None:
+    """Finite-batch gradients are computed over slices of seeds, shared by threads: the
+    result must not change with the slicing (to rounding) nor with the threads (bit for bit:
+    every run draws from its own generator)."""
     import forgetlab.dynamics as dyn
 
     if "finite" not in make_method(method).regimes:
         pytest.skip(f"{method} has no finite-batch regime")
     cfg = SimulationConfig(method=method, regime="finite", steps=4, stride=2, seeds=5,
                            batch_size=40, learning_rate=0.05)
-    monkeypatch.setattr(dyn, "CACHE_ELEMENTS", 80)  # two seeds per slice
-    one = simulate(cfg)
+    whole = simulate(cfg)
+    monkeypatch.setattr(dyn, "CACHE_ELEMENTS", 80)  # two seeds per slice, three slices
+    sliced = simulate(cfg)
+    np.testing.assert_allclose(sliced.weight_old, whole.weight_old, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(sliced.mean_new, whole.mean_new, rtol=1e-13, atol=1e-15)
     for threads in (2, 3):
         many = simulate(cfg, threads=threads)
         for name in ("weight_old", "mean_old", "mean_new", "diverged_step"):
-            np.testing.assert_array_equal(getattr(many, name), getattr(one, name), err_msg=name)
-        assert many.metrics.keys() == one.metrics.keys()
-        for key, value in one.metrics.items():
+            np.testing.assert_array_equal(getattr(many, name), getattr(sliced, name),
+                                          err_msg=name)
+        assert many.metrics.keys() == sliced.metrics.keys()
+        for key, value in sliced.metrics.items():
             np.testing.assert_array_equal(many.metrics[key], value, err_msg=key)
 
 
