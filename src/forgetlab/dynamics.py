@@ -38,7 +38,6 @@ from forgetlab.methods import get_method
 from forgetlab.methods.base import Method, Problem, State, StepOutput, Streams
 from forgetlab.mixture import MixtureParams, TwoModeMixture, log_odds
 from forgetlab.optim import Descent, Params, descend
-from forgetlab.parallel import thread_map
 from forgetlab.population import reverse_kl_gradient
 from forgetlab.simconfig import SimulationConfig
 from forgetlab.theory.forward_kl import rho
@@ -141,11 +140,11 @@ def _seed_chunks(n_seeds: int, batch_size: int, dim: int) -> list[slice]:
 
 
 def _chunked_gradient(method: Method, problem: Problem, params: MixtureParams, state: State,
-                      step: int, rng: Streams | None, chunks: list[slice], threads: int = 1,
+                      step: int, rng: Streams | None, chunks: list[slice],
                       pool: ThreadPoolExecutor | None = None) -> StepOutput:
-    """``method.gradient`` over the seed slices ``chunks`` (finite batch), shared by
-    ``threads`` threads of ``pool``; every run uses its own generator, so the numbers are
-    those of one call. Methods whose state is not shaped ``[C, S, ...]`` are called once."""
+    """``method.gradient`` over the seed slices ``chunks`` (finite batch), shared by the
+    threads of ``pool`` when given; every run uses its own generator, so the numbers are those
+    of one call. Methods whose state is not shaped ``[C, S, ...]`` are called once."""
     n_seeds = params.weight_old.shape[1]
     if rng is None or len(chunks) == 1 or any(
             np.ndim(v) < 2 or np.shape(v)[1] != n_seeds for v in state.values()):
@@ -156,7 +155,7 @@ def _chunked_gradient(method: Method, problem: Problem, params: MixtureParams, s
         return method.gradient(problem, MixtureParams(*(x[:, sl] for x in params)),
                                {k: v[:, sl] for k, v in state.items()}, step, streams.take(sl))
 
-    outs = thread_map(part, chunks, threads, pool)
+    outs = [part(sl) for sl in chunks] if pool is None else list(pool.map(part, chunks))
 
     def cat(parts: list[Array]) -> Array:
         return np.concatenate(parts, axis=1)
@@ -197,8 +196,7 @@ def run(method: Method, problem: Problem, params0: MixtureParams, steps: int, st
         if opt.kind == "em":
             new_params, state, diag = method.em_update(problem, params_t, state, t, rng)
             return to_coordinates(new_params, opt.coordinate)
-        out = _chunked_gradient(method, problem, params_t, state, t, rng, chunks, threads,
-                                pool)
+        out = _chunked_gradient(method, problem, params_t, state, t, rng, chunks, pool)
         state, diag = out.state, out.diagnostics
         return coordinate_gradient(out.grad, params_t, opt.coordinate)
 
