@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 
 from forgetlab.lm.benchmark import (  # noqa: E402
     WITH_INTERVAL,
+    BenchmarkResult,
     MethodResult,
     Profile,
     _agreement,
@@ -186,3 +187,18 @@ def test_several_answers_corpus_has_the_close_answer_and_the_drift_channel() -> 
     plain = Task().pretrain_batch(50, torch.Generator().manual_seed(0))[0]
     mixed = Task(TaskConfig(new_close=True)).pretrain_batch(50, torch.Generator().manual_seed(0))
     assert torch.equal(plain, mixed[0])  # accepting the close answer changes no pre-training
+
+
+def test_the_reached_column_counts_every_seed() -> None:
+    """A row averages the seeds that reached the gain; its ``reached`` cell is k of all n."""
+    read = {"step": 2.0, "new_task_gain": 0.1, "old_mass_lost": 0.05, "mass_kl": 0.01,
+            "old_drift_kl": 1e-5, "old_drift_kl_se": 1e-7, "old_mass": 0.4,
+            "old_acc_when_produced": 0.99}
+    row = MethodResult(method="sft", setting="same_prompts", reached=False, steps=2.0,
+                       new_task_gain=0.1, old_mass_lost=0.05, mass_kl=0.01, old_drift_kl=1e-5,
+                       old_drift_kl_se=1e-7, old_mass=0.4, old_acc_when_produced=0.99,
+                       seconds=1.0, theory="loses", theory_reason="", knobs={},
+                       trajectories=[], matched_gain=0.1, seeds=2, seeds_reached=2,
+                       per_seed=[read, None, read])
+    table = BenchmarkResult("quick", [row], {}, {}, {"variant": "standard"}, 1.0).table()
+    assert "| 2/3 |" in table

@@ -427,7 +427,7 @@ class BenchmarkResult:
             gain = (f"{r.matched_gain:g}" if r.seeds_reached
                     else f"{r.matched_gain:g} (not reached: {r.new_task_gain:.3f})")
             extra = [_cell(r, share[1], ".3f")] if share else []
-            cells = [r.setting, gain, r.names, f"{r.seeds_reached}/{r.seeds}",
+            cells = [r.setting, gain, r.names, f"{r.seeds_reached}/{len(r.per_seed)}",
                      _cell(r, "steps", ".1f"), _cell(r, "old_mass_lost", ".3f"),
                      _cell(r, "mass_kl", ".4f"), _cell(r, "old_drift_kl", ".1e"), *extra,
                      f"{r.theory} ({r.claim})", r.measured, r.agrees]
