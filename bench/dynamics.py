@@ -75,11 +75,15 @@ class Draws:
         self.gens = [np.random.default_rng(np.random.SeedSequence(SEED, spawn_key=(0, s)))
                      for s in range(seeds)]
 
-    def __call__(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
-        u, z = np.empty((len(self.gens), batch)), np.empty((len(self.gens), batch))
-        for s, gen in enumerate(self.gens):
-            gen.random(out=u[s])
-            gen.standard_normal(out=z[s])
+    def __call__(self, batch: int, seeds: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """(uniforms, normals) ``[S, B]`` from every generator, or ``[len(seeds), B]`` from
+        the generators of ``seeds``."""
+        gens = self.gens if seeds is None else [self.gens[s] for s in seeds]
+        u, z = np.empty((len(gens), batch)), np.empty((len(gens), batch))
+        for row, gen in enumerate(gens):
+            gen.random(out=u[row])
+            gen.standard_normal(out=z[row])
         return u, z
 
 
@@ -134,11 +138,7 @@ def limit(seeds: int, steps: int, batch: int, threads: int = 1) -> float:
     acc = 0.0
 
     def step(group: np.ndarray) -> float:
-        u = np.empty((group.size, batch))
-        z = np.empty((group.size, batch))
-        for row, s in enumerate(group):
-            draws.gens[s].random(out=u[row])
-            draws.gens[s].standard_normal(out=z[row])
+        u, z = draws(batch, group)
         return float(np.exp(z)[0, 0] + u[0, 0])
 
     with ThreadPoolExecutor(len(groups)) as pool:
