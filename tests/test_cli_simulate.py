@@ -71,9 +71,11 @@ def test_bad_input_exits_with_code_2(tmp_path) -> None:
     assert "replay_fraction must lie in [0, 1)" in _run("--config", str(cfg)).output
 
 
-def test_threads_change_no_number() -> None:
-    outs = [_run("--preset", "rl-finite", "--steps", "30", "--seeds", "6", "--json",
-                 "--threads", t) for t in ("1", "2")]
+def test_threads_change_no_number(tmp_path) -> None:
+    cfg = tmp_path / "run.toml"  # B = 4096: four seeds per cache-sized slice, two slices
+    cfg.write_text('method = "rl"\nregime = "finite"\nsteps = 5\nstride = 5\nseeds = 6\n'
+                   'batch_size = 4096\nlearning_rate = 0.05\n')
+    outs = [_run("--config", str(cfg), "--json", "--threads", t) for t in ("1", "2")]
     assert all(r.exit_code == 0 for r in outs), [r.output for r in outs]
     assert outs[0].output == outs[1].output
 
