@@ -323,9 +323,13 @@ def test_real_sigint_of_simulate_exits_130(tmp_path) -> None:
     cmd = [sys.executable, "-c", "from forgetlab.cli import main; main()", "simulate",
            "--preset", "sft", "--steps", "100000", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(6)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    try:
+        time.sleep(6)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # never outlives the test (it would load the rest of the suite)
+        proc.wait()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted"
     assert out == ""
