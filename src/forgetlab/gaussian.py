@@ -13,6 +13,8 @@ For phi(.; mu) = N(mu, Sigma):
   squared Hellinger distance 1 - BC.
 - General (unequal covariances):
   D_B = (1/8) dmu^T S^{-1} dmu + (1/2) log(det S / sqrt(det S1 det S2)), S = (S1 + S2) / 2.
+- Ball probability: P_{x~N(m, Sigma)}[D(x, c) <= rho] = F_{ncx2(d, D(m, c)^2)}(rho^2), the
+  noncentral chi-square CDF (:func:`noncentral_chi2_cdf`).
 - Hard (Bayes-rule) misassignment of a draw of the old component, weights (w_o, w_n), separation
   D: P[w_n phi_n(x) > w_o phi_o(x)] = Phi(-D/2 + log(w_n / w_o) / D).
 
@@ -263,3 +265,14 @@ def hard_misassignment(
         arg = np.where(dist > 0, -dist / 2.0 + log_ratio / np.where(dist > 0, dist, 1.0), 0.0)
     arg = np.where(dist > 0, arg, np.where(log_ratio > 0, np.inf, -np.inf))
     return log_ndtr(arg) if log else ndtr(arg)
+
+
+def noncentral_chi2_cdf(x: ArrayLike, df: ArrayLike, nc: ArrayLike) -> Array:
+    """F_{ncx2(df, nc)}(x) = P[||z + a||^2 <= x] for z ~ N(0, I_df), ||a||^2 = nc.
+
+    scipy.stats is imported on the first call, not with this module: it costs about a second,
+    which every process resolving a configuration (a sweep's workers) would pay.
+    """
+    from scipy.stats import ncx2
+
+    return np.asarray(ncx2.cdf(x, df, nc), dtype=float)

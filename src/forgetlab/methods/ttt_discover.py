@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import logsumexp, softmax
-from scipy.stats import ncx2
 
 from forgetlab import population
+from forgetlab.gaussian import noncentral_chi2_cdf
 from forgetlab.methods.base import (
     Array,
     Method,
@@ -123,8 +123,8 @@ def ball_tilt_moments(mix: TwoModeMixture, center: Array, radius: Array | float
     nc = np.sum(z**2, axis=-1)
     rho2 = np.asarray(radius, dtype=float)[..., None] ** 2
     d = mix.dim
-    f_d = ncx2.cdf(rho2, d, nc)
-    return f_d, np.maximum(f_d - ncx2.cdf(rho2, d + 2, nc), 0.0)
+    f_d = noncentral_chi2_cdf(rho2, d, nc)
+    return f_d, np.maximum(f_d - noncentral_chi2_cdf(rho2, d + 2, nc), 0.0)
 
 
 def entropic_population_gradient(learner: TwoModeMixture, centers: list[Array],

@@ -100,10 +100,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import brentq
 from scipy.special import expit, logit
-from scipy.stats import ncx2
 
 from forgetlab._validation import as_covariance, as_finite, as_means
-from forgetlab.gaussian import factorise
+from forgetlab.gaussian import factorise, noncentral_chi2_cdf
 from forgetlab.mixture import log_odds
 
 Array = NDArray[np.float64]
@@ -116,7 +115,7 @@ def ball_success_probability(mean: ArrayLike, center: ArrayLike, radius: ArrayLi
     m, c = as_means(mean, center, names=("mean", "center"))
     rho = as_finite(radius, "radius", low=0.0)
     nc = factorise(np.asarray(cov, dtype=float), m.shape[-1]).distance(m, c) ** 2
-    return np.asarray(ncx2.cdf(rho**2, m.shape[-1], nc), dtype=float)
+    return noncentral_chi2_cdf(rho**2, m.shape[-1], nc)
 
 
 def log_tilt_normaliser(gamma: ArrayLike, p_success: ArrayLike) -> Array:
