@@ -37,12 +37,16 @@ def best_time_and_cpu(fn: Callable[[], object], repeat: int) -> tuple[float, flo
 def best_times(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
     """The fastest of ``repeat`` timings of each function, taken in turns (one of each per
     round), so that a change in the machine's load affects every entry alike."""
-    best = dict.fromkeys(fns, float("inf"))
+    return {k: v[0] for k, v in best_times_and_cpu(fns, repeat).items()}
+
+
+def best_times_and_cpu(fns: dict[str, Callable[[], object]], repeat: int
+                       ) -> dict[str, tuple[float, float]]:
+    """:func:`best_times` with each fastest call's CPU seconds: ``{name: (wall, cpu)}``."""
+    best = dict.fromkeys(fns, (float("inf"), float("inf")))
     for _ in range(max(1, repeat)):
         for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
+            best[name] = min(best[name], best_time_and_cpu(fn, 1))
     return best
 
 
