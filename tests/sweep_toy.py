@@ -56,6 +56,13 @@ def worker_pid(_: int) -> int:
     return os.getpid()
 
 
+def worker_environ(name: str) -> str | None:
+    """The environment variable ``name`` of the process that runs this task."""
+    import os
+
+    return os.environ.get(name)
+
+
 class InlineExecutor(Executor):
     """Runs every task here, in order; after ``limit`` tasks it raises KeyboardInterrupt, as
     Ctrl-C would, so that a test can stop a sweep midway."""
