@@ -206,6 +206,18 @@ def test_importing_a_low_module_loads_nothing_above_it(module: str) -> None:
     assert [m for m in out if m in modules() and m != "forgetlab" and layer_of(m) > own] == []
 
 
+def test_resolving_a_configuration_does_not_import_scipy_stats() -> None:
+    """scipy.stats costs about a second to import, which every sweep worker would pay on its
+    first configuration (the method registry loads every method)."""
+    code = ("import sys\n"
+            "from forgetlab.sweep.engine import DynamicsRunner\n"
+            "DynamicsRunner().resolve({'method': 'ttt-discover', 'regime': 'finite'})\n"
+            "print('scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={"PYTHONPATH": str(SRC)}).stdout
+    assert out.split() == ["False"]
+
+
 # -- the checks above can fail: each is fed a graph with one planted fault ---------------------
 
 def _plant(tmp_path: Path, files: dict[str, str]) -> dict[str, Path]:
