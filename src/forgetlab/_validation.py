@@ -48,6 +48,13 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
 
 
+def as_count(value: object, name: str, low: int = 1) -> int:
+    """``value`` as an int, checked to be an integer (not a bool) >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
 def as_finite(
     value: ArrayLike,
     name: str,

@@ -20,7 +20,7 @@ from typing import TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from forgetlab._validation import as_finite
+from forgetlab._validation import as_count, as_finite
 from forgetlab.chen2025 import exact, model
 from forgetlab.chen2025.overlap import grid_for, grid_overlap_accuracy
 from forgetlab.chen2025.preset import DEFAULT_SEEDS, PRESETS, paper_settings
@@ -222,12 +222,6 @@ def _train_exact(init: Array, lr: float, steps: int) -> tuple[Array, NDArray[np.
     return traj, diverged
 
 
-def _as_count(value: int, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 def run_chen2025(
     variant: str = "two-mode",
     method: str = "forward_kl",
@@ -265,11 +259,11 @@ def run_chen2025(
     paper_lr, paper_steps = paper_settings(variant, method)
     lr = paper_lr if learning_rate is None else learning_rate
     lr = float(as_finite(lr, "learning_rate", low=0.0, open_low=True))
-    steps = _as_count(paper_steps if steps is None else steps, "steps", 1)
-    seeds = _as_count(seeds, "seeds", 1)
-    seed = _as_count(seed, "seed", 0)
-    samples = _as_count(samples, "samples", 1)
-    workers = available_cores() if workers is None else _as_count(workers, "workers", 1)
+    steps = as_count(paper_steps if steps is None else steps, "steps", 1)
+    seeds = as_count(seeds, "seeds", 1)
+    seed = as_count(seed, "seed", 0)
+    samples = as_count(samples, "samples", 1)
+    workers = available_cores() if workers is None else as_count(workers, "workers", 1)
     two = variant == "two-mode"
     init = np.array(model.INIT_TWO_MODE if two else model.INIT_SINGLE_MODE)
     grid = grid_for(init.size)

@@ -89,7 +89,7 @@ def handle_errors(invoke: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(invoke)
     def wrapper(self: Any, ctx: click.Context) -> Any:
-        from forgetlab.sweep.executors import WorkerLost
+        from forgetlab.parallel import WorkerLost
         from forgetlab.sweep.store import StoreError
 
         try:

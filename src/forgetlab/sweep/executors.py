@@ -27,57 +27,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import signal
-import sys
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from forgetlab.parallel import available_cores
+from forgetlab.parallel import WorkerLost, available_cores, process_pool
 
 EXECUTORS = ("local", "dask", "ray")
-
-
-class WorkerLost(RuntimeError):
-    """A local worker process died (killed, out of memory); stored chunks stay valid."""
-
-
-PARENT_POLL_SECONDS = 1.0
-
-
-def _die_with_parent(parent: int, poll: float = PARENT_POLL_SECONDS) -> None:
-    """Exit this process as soon as ``parent`` is gone (parent-death check).
-
-    On Linux, ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` makes the kernel kill it; everywhere, a
-    daemon thread polls ``os.getppid()`` and exits when the process was re-parented."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(poll)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="parent-death-check", daemon=True).start()
-
-
-def _worker_init(parent: int) -> None:
-    """Local pool worker start-up: ignore SIGINT (Ctrl-C is the driver's) and die with the
-    driver."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent)
 
 
 @contextlib.contextmanager
@@ -154,8 +115,7 @@ class LocalExecutor(Executor):
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or available_cores()
-        self._pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
-                                         initializer=_worker_init, initargs=(os.getpid(),))
+        self._pool = process_pool(self.workers)
         self._pending: set[Future[Any]] = set()
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]
