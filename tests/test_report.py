@@ -185,6 +185,20 @@ def test_interrupted_run_leaves_old_report(tmp_path: Path, monkeypatch: pytest.M
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no temp leftovers
 
 
+def test_workers_change_no_number(tmp_path: Path) -> None:
+    """Each claim draws from its own stream, so claims run on 2 processes give the same
+    report as in this process, in the order asked for."""
+    for workers in (1, 2):
+        build_report(tmp_path / str(workers), claims=["C5", "C1"], workers=workers)
+    one, two = (json.loads((tmp_path / w / "claims.json").read_text()) for w in "12")
+    for claims in (one, two):
+        for c in claims:
+            assert c.pop("runtime_s") > 0
+    assert [c["claim_id"] for c in two] == ["C5", "C1"] and two == one  # as asked, not as finished
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        build_report(tmp_path / "x", claims=["C1"], workers=0)
+
+
 def test_quick_profile_writes_everything() -> None:
     run = quick_run()
     assert run.returncode == 0, run.stderr[-3000:]

@@ -335,6 +335,36 @@ def test_real_sigint_of_simulate_exits_130(tmp_path) -> None:
     assert out == ""
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_real_sigint_of_a_parallel_reproduce_exits_130_and_stops_its_workers(tmp_path) -> None:
+    out = tmp_path / "report"
+    cmd = [sys.executable, "-c", "from forgetlab.cli import main; main()", "reproduce",
+           "--claims", "C2,C7", "--workers", "2", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        end = time.monotonic() + 60
+        while len(_children(proc.pid)) < 2 and time.monotonic() < end:  # the two workers
+            time.sleep(0.1)
+        workers = _children(proc.pid)
+        time.sleep(3)  # both claims are running (each takes 10 s or more)
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        stopped_after = time.monotonic() - sent
+    finally:
+        proc.kill()
+        proc.wait()
+    assert stopped_after < 5, "waited for the running claims instead of stopping them"
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted"
+    end = time.monotonic() + 10  # the resource tracker exits once it sees its parent gone
+    while any(_alive(p) for p in workers) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert len(workers) >= 2 and not [p for p in workers if _alive(p)]
+    assert list(tmp_path.iterdir()) == []  # no report, no temporary directory
+
+
 # -- reproduce: temporary directories of killed runs ------------------------------------------
 def test_stale_report_temporaries_are_removed_and_fresh_ones_reported(tmp_path) -> None:
     from forgetlab.cli.reproduce import STALE_SECONDS, clean_stale

@@ -12,8 +12,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from forgetlab._validation import as_count
 from forgetlab.claims.base import ClaimResult, ClaimSpec, claim_ids, get_profile, select
 from forgetlab.cli._common import EXIT_FAILED
+from forgetlab.parallel import available_cores
 from forgetlab.progress import ProgressBar
 from forgetlab.report.build import build_report
 
@@ -74,7 +76,11 @@ def _summary(results: list[ClaimResult]) -> Table:
               help="Root seed; each claim draws an independent stream from (seed, claim id).")
 @click.option("--allow-fail", is_flag=True,
               help="Write the report and exit 0 even when a claim fails.")
-def reproduce(profile: str, out: str, only: str, seed: int, allow_fail: bool) -> None:
+@click.option("--workers", type=int, default=None,
+              help="Processes running the claims side by side (default: the available "
+                   "cores); the numbers do not depend on it.")
+def reproduce(profile: str, out: str, only: str, seed: int, allow_fail: bool,
+              workers: int | None) -> None:
     """Check claims C1..C10 (and the Chen et al. and LM sections), theory beside simulation.
 
     Writes OUT/claims.json, one figure per claim (PNG and SVG) and a self-contained
@@ -87,6 +93,7 @@ def reproduce(profile: str, out: str, only: str, seed: int, allow_fail: bool) ->
     specs = select(ids)
     if seed < 0:
         raise ValueError(f"--seed must be an integer >= 0, got {seed}")
+    workers = available_cores() if workers is None else as_count(workers, "--workers")
     removed, kept = clean_stale(out)  # --out itself is checked by build_report before work
     for path in removed:
         click.echo(f"note: removed {path}, left by a run that was killed", err=True)
@@ -95,6 +102,8 @@ def reproduce(profile: str, out: str, only: str, seed: int, allow_fail: bool) ->
                    f"{STALE_SECONDS:.0f} s); remove it by hand if not", err=True)
     command = "forgetlab " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "forgetlab reproduce"
     with ProgressBar("claims", len(specs), "claims", transient=False) as progress:
+        if workers > 1 and len(specs) > 1:
+            progress.describe(f"claims on {min(workers, len(specs))} processes")
 
         def on_start(spec: ClaimSpec) -> None:
             progress.describe(f"{spec.claim_id}: {spec.title}")
@@ -106,7 +115,7 @@ def reproduce(profile: str, out: str, only: str, seed: int, allow_fail: bool) ->
             )
             progress.advance()
 
-        results = build_report(out, profile, ids, seed, command, on_start, on_done)
+        results = build_report(out, profile, ids, seed, command, on_start, on_done, workers)
     Console().print(_summary(results))
     click.echo(f"report: {out}/report.html")
     if not all(r.ok for r in results) and not allow_fail:

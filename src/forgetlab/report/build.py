@@ -5,6 +5,10 @@ The directory holds ``claims.json`` (schema in :mod:`forgetlab.claims.base`), ``
 ``figures/<claim>*.png|svg`` and ``report.html``. Everything is written into a temporary sibling
 directory first and moved into place at the end, so an interrupted run never leaves a
 half-written report; an existing directory is replaced only if it is itself a report.
+
+Claims draw from independent streams (seeded by the root seed and the claim id), so running
+them on several processes (``workers``) changes no number; figures are drawn here as each
+claim's result arrives.
 """
 
 from __future__ import annotations
@@ -12,10 +16,14 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from forgetlab.claims.base import ClaimResult, ClaimSpec, get_profile, run_claim, select
+from forgetlab._validation import as_count
+from forgetlab.claims.base import ClaimResult, ClaimSpec, Profile, get_profile, run_claim, select
+from forgetlab.parallel import WorkerLost, process_pool, terminate
 from forgetlab.report.figures import render_claim_figures
 from forgetlab.report.html import software_versions, write_report
 
@@ -50,6 +58,37 @@ def _move_into_place(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _claim_results(specs: list[ClaimSpec], prof: Profile, seed: int, workers: int,
+                   on_start: Callable[[ClaimSpec], None] | None
+                   ) -> Iterator[tuple[int, ClaimResult]]:
+    """(position in ``specs``, result) of each claim as it finishes: here, in order, calling
+    ``on_start`` before each, or on ``workers`` processes, in any order.  The processes are
+    stopped at once when the caller stops early (Ctrl-C, an error)."""
+    if workers <= 1 or len(specs) <= 1:
+        for i, spec in enumerate(specs):
+            if on_start is not None:
+                on_start(spec)
+            yield i, run_claim(spec, prof, seed)
+        return
+    pool = process_pool(min(workers, len(specs)))
+    finished = False
+    try:
+        futures = {pool.submit(run_claim, spec, prof, seed): i for i, spec in enumerate(specs)}
+        for fut in as_completed(futures):
+            try:
+                result = fut.result()
+            except BrokenProcessPool:
+                raise WorkerLost("a claim's worker process died (killed or out of memory); "
+                                 "run again, or with --workers 1") from None
+            yield futures[fut], result
+        finished = True
+    finally:
+        if finished:
+            pool.shutdown()
+        else:
+            terminate(pool)
+
+
 def build_report(
     out: str | Path,
     profile: str = "quick",
@@ -58,29 +97,32 @@ def build_report(
     command: str = "",
     on_start: Callable[[ClaimSpec], None] | None = None,
     on_done: Callable[[ClaimSpec, ClaimResult], None] | None = None,
+    workers: int = 1,
 ) -> list[ClaimResult]:
-    """Run the selected claims (all by default) and write the report directory ``out``.
+    """Run the selected claims (all by default) on ``workers`` processes and write the report
+    directory ``out``; the numbers do not depend on ``workers``.
 
-    Raises ValueError for an unknown profile or claim id, or an ``out`` that cannot be written.
-    Returns the claim results in registry order.
+    ``on_start(spec)`` is called before each claim when ``workers`` is 1 (with more, the
+    claims start together); ``on_done(spec, result)`` as each finishes. Raises ValueError for
+    an unknown profile or claim id, a bad ``seed`` or ``workers``, or an ``out`` that cannot
+    be written. Returns the claim results in the order of ``claims``.
     """
     prof = get_profile(profile)
     specs = select(claims)
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    workers = as_count(workers, "workers")
     out = Path(out).absolute()
     _prepare(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        results = []
-        for spec in specs:
-            if on_start is not None:
-                on_start(spec)
-            result = run_claim(spec, prof, int(seed))
+        by_position: dict[int, ClaimResult] = {}
+        for i, result in _claim_results(specs, prof, int(seed), workers, on_start):
             result.figures += render_claim_figures(result, tmp / "figures")
-            results.append(result)
+            by_position[i] = result
             if on_done is not None:
-                on_done(spec, result)
+                on_done(specs[i], result)
+        results = [by_position[i] for i in range(len(specs))]
         dicts = [r.to_dict() for r in results]
         config = {
             "profile": prof.name,
