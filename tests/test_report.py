@@ -124,6 +124,13 @@ def _passing(spec, profile, seed):  # noqa: ANN001, ANN202 - test double
     return res
 
 
+def _slow_passing(spec, profile, seed):  # noqa: ANN001, ANN202 - test double
+    import time
+
+    time.sleep(2)
+    return _passing(spec, profile, seed)
+
+
 def _skipped(spec, profile, seed):  # noqa: ANN001, ANN202 - test double
     res = ClaimResult(spec.claim_id, spec.title, "s", skipped=True)
     return res
@@ -183,6 +190,23 @@ def test_interrupted_run_leaves_old_report(tmp_path: Path, monkeypatch: pytest.M
         build_report(out, claims=["C2", "C3"], on_done=interrupt)
     assert (out / "claims.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no temp leftovers
+
+
+def test_an_interrupt_while_drawing_stops_the_claim_processes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C between two results (while figures are drawn): the remaining claims' processes
+    are stopped before build_report returns, not when the interpreter exits."""
+    import multiprocessing
+
+    monkeypatch.setattr(build_module, "run_claim", _slow_passing)
+
+    def interrupt(spec, result):  # noqa: ANN001, ANN202 - test double
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # at the first result: the third claim is running
+        build_report(tmp_path / "rep", claims=["C2", "C3", "C4"], on_done=interrupt, workers=2)
+    assert multiprocessing.active_children() == []
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_workers_change_no_number(tmp_path: Path) -> None:

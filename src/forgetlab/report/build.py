@@ -13,10 +13,11 @@ claim's result arrives.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -60,7 +61,7 @@ def _move_into_place(tmp: Path, out: Path) -> None:
 
 def _claim_results(specs: list[ClaimSpec], prof: Profile, seed: int, workers: int,
                    on_start: Callable[[ClaimSpec], None] | None
-                   ) -> Iterator[tuple[int, ClaimResult]]:
+                   ) -> Generator[tuple[int, ClaimResult], None, None]:
     """(position in ``specs``, result) of each claim as it finishes: here, in order, calling
     ``on_start`` before each, or on ``workers`` processes, in any order.  The processes are
     stopped at once when the caller stops early (Ctrl-C, an error)."""
@@ -117,11 +118,14 @@ def build_report(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         by_position: dict[int, ClaimResult] = {}
-        for i, result in _claim_results(specs, prof, int(seed), workers, on_start):
-            result.figures += render_claim_figures(result, tmp / "figures")
-            by_position[i] = result
-            if on_done is not None:
-                on_done(specs[i], result)
+        # closed at once when this loop stops early, so the processes stop with it
+        with contextlib.closing(_claim_results(specs, prof, int(seed), workers,
+                                               on_start)) as finishing:
+            for i, result in finishing:
+                result.figures += render_claim_figures(result, tmp / "figures")
+                by_position[i] = result
+                if on_done is not None:
+                    on_done(specs[i], result)
         results = [by_position[i] for i in range(len(specs))]
         dicts = [r.to_dict() for r in results]
         config = {
