@@ -131,6 +131,12 @@ def _slow_passing(spec, profile, seed):  # noqa: ANN001, ANN202 - test double
     return _passing(spec, profile, seed)
 
 
+def _dies(spec, profile, seed):  # noqa: ANN001, ANN202 - test double: a killed worker
+    import os
+
+    os._exit(9)
+
+
 def _skipped(spec, profile, seed):  # noqa: ANN001, ANN202 - test double
     res = ClaimResult(spec.claim_id, spec.title, "s", skipped=True)
     return res
@@ -207,6 +213,15 @@ def test_an_interrupt_while_drawing_stops_the_claim_processes(
         build_report(tmp_path / "rep", claims=["C2", "C3", "C4"], on_done=interrupt, workers=2)
     assert multiprocessing.active_children() == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dead_claim_worker_is_one_line_and_exit_1(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build_module, "run_claim", _dies)
+    result = CliRunner().invoke(main, ["reproduce", "--claims", "C2,C3", "--workers", "2",
+                                       "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 1 and "worker process died" in result.output
+    assert "Traceback" not in result.output and list(tmp_path.iterdir()) == []
 
 
 def test_workers_change_no_number(tmp_path: Path) -> None:
