@@ -2,13 +2,16 @@
 
 The run goes through the real command line (a subprocess), so its exit code and its files are
 exactly what a user gets. It is cached in-process: every test module that asks for it gets the
-same directory, and the suite runs once.
+same directory, and the suite runs once. ``conftest.py`` starts it when a selected test is
+marked ``quick_run`` (:func:`start`), so it runs beside the tests that come before its first
+reader, and removes it at the end (:func:`stop`).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,11 +37,28 @@ class QuickRun:
 
 
 @functools.cache
-def quick_run() -> QuickRun:
-    """Run the quick profile once (with --allow-fail so every claim is reported)."""
-    root = Path(tempfile.mkdtemp(prefix="forgetlab-quick-"))
-    out = root / "report"
+def start() -> tuple[subprocess.Popen[str], Path]:
+    """Start the quick profile (with --allow-fail so every claim is reported), once."""
+    out = Path(tempfile.mkdtemp(prefix="forgetlab-quick-")) / "report"
     cmd = [str(Path(sys.executable).parent / "forgetlab"), "reproduce", "--profile", "quick",
            "--out", str(out), "--allow-fail"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    return QuickRun(out, proc.returncode, proc.stdout, proc.stderr)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), out
+
+
+def stop() -> None:
+    """At the end of the session: kill the run if it is still going (Ctrl-C, a failing
+    first reader) and remove its directory."""
+    if start.cache_info().currsize:
+        proc, out = start()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(out.parent, ignore_errors=True)
+
+
+@functools.cache
+def quick_run() -> QuickRun:
+    """The quick profile's run, waited for (started here if it was not yet)."""
+    proc, out = start()
+    stdout, stderr = proc.communicate(timeout=1800)
+    return QuickRun(out, proc.returncode, stdout, stderr)

@@ -1,7 +1,8 @@
 """Mutation tests: a plausible bug injected into a public function makes the claim fail.
 
 Each case names the mutation and the claim that must catch it, runs that claim alone at the
-quick profile with the bug monkeypatched in, and requires status ``failed`` with at least one
+quick profile with the bug monkeypatched in (each in a worker process of its own, all on a
+pool of every core), and requires status ``failed`` with at least one
 failing check whose name contains the expected text (so the right check catches it, not an
 unrelated crash). Without the mutation the same claims pass (``test_claims_suite``).
 """
@@ -18,6 +19,7 @@ from forgetlab import gaussian, population
 from forgetlab.claims import Profile, run_claim, select
 from forgetlab.methods import oapl, replay_rl, sft
 from forgetlab.mixture import MixtureParams
+from forgetlab.parallel import available_cores, process_pool
 from forgetlab.theory import near_policy
 
 Patch = Callable[[pytest.MonkeyPatch], None]
@@ -143,14 +145,37 @@ MUTATIONS: list[tuple[str, str, Patch, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("claim_id", "mutation", "patch", "expected"), MUTATIONS,
+def _mutated_run(index: int) -> tuple[str, str | None, list[str]]:
+    """(status, error, failing check names) of MUTATIONS[index]'s claim with its bug in.
+
+    Runs in a worker process of its own: the patch stays there."""
+    claim_id, _, patch, _ = MUTATIONS[index]
+    mp = pytest.MonkeyPatch()
+    try:
+        patch(mp)
+        result = run_claim(select([claim_id])[0], Profile("quick"), 20260312)
+    finally:
+        mp.undo()
+    return result.status, result.error, [c.name for c in result.checks if not c.passed]
+
+
+@pytest.fixture(scope="module")
+def mutated_runs() -> dict[int, tuple[str, str | None, list[str]]]:
+    """Every mutation's run, on a process pool of every core (they are independent)."""
+    pool = process_pool(available_cores())
+    try:
+        return dict(zip(range(len(MUTATIONS)), pool.map(_mutated_run, range(len(MUTATIONS))),
+                        strict=True))
+    finally:
+        pool.shutdown()
+
+
+@pytest.mark.parametrize("index", range(len(MUTATIONS)),
                          ids=[f"{m[0]}: {m[1]}" for m in MUTATIONS])
-def test_mutation_is_caught(claim_id: str, mutation: str, patch: Patch, expected: str,
-                            monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = select([claim_id])[0]
-    patch(monkeypatch)
-    result = run_claim(spec, Profile("quick"), 20260312)
-    assert result.error is None, result.error
-    failing = [c.name for c in result.checks if not c.passed]
-    assert result.status == "failed", f"{claim_id} did not catch: {mutation}"
+def test_mutation_is_caught(index: int, mutated_runs: dict[int, tuple[str, str | None, list[str]]]
+                            ) -> None:
+    claim_id, mutation, _, expected = MUTATIONS[index]
+    status, error, failing = mutated_runs[index]
+    assert error is None, error
+    assert status == "failed", f"{claim_id} did not catch: {mutation}"
     assert any(expected in name for name in failing), (mutation, failing)

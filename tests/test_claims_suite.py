@@ -13,6 +13,8 @@ import pytest
 from forgetlab.claims import claim_ids
 from reproduce_run import quick_run
 
+pytestmark = pytest.mark.quick_run
+
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 #: Checks that fail honestly (the prediction does not hold at these settings; docs/claims.md):

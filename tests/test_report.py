@@ -239,6 +239,7 @@ def test_workers_change_no_number(tmp_path: Path) -> None:
         build_report(tmp_path / "x", claims=["C1"], workers=0)
 
 
+@pytest.mark.quick_run
 def test_quick_profile_writes_everything() -> None:
     run = quick_run()
     assert run.returncode == 0, run.stderr[-3000:]

@@ -33,6 +33,7 @@ FLAGS = [
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.quick_run,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed "
                        "(make test installs Debian's chromium package when run as root)"),
 ]
