@@ -30,6 +30,7 @@ def mix4() -> KModeMixture:
     return KModeMixture([0.4, 0.3, 0.2, 0.1], [[0, 0], [2.5, 0.3], [0.5, 2.2], [2.0, 2.0]], COV2)
 
 
+@pytest.mark.slow  # 20 s of dblquad; test_d1_against_quad checks the same engine in d = 1
 def test_soft_misassignment_against_dblquad():
     mix = mix4()
     eps = kp.soft_misassignments(mix)

@@ -243,6 +243,7 @@ def test_two_sided_classifier_agrees_with_marker_split(blind_pair, swap) -> None
     assert float(z.abs().max()) < 3.0, z
 
 
+@pytest.mark.slow  # 16 s; the one-sided estimator test below still runs by default
 def test_two_sided_standard_errors_are_calibrated(blind_pair, model_pair) -> None:
     """Coverage over repeated seeds: |z| < 1 about 68 % and |z| < 2 about 95 % of the time."""
     z = torch.cat([_z_scores(*pair, 200, range(20)).flatten()
