@@ -1,8 +1,8 @@
 """Mutation tests: a plausible bug injected into a public function makes the claim fail.
 
 Each case names the mutation and the claim that must catch it, runs that claim alone at the
-quick profile with the bug monkeypatched in (each in a worker process of its own, all on a
-pool of every core), and requires status ``failed`` with at least one
+quick profile with the bug monkeypatched in (in a worker of a process pool of every core,
+undone after the claim), and requires status ``failed`` with at least one
 failing check whose name contains the expected text (so the right check catches it, not an
 unrelated crash). Without the mutation the same claims pass (``test_claims_suite``).
 """
@@ -148,7 +148,7 @@ MUTATIONS: list[tuple[str, str, Patch, str]] = [
 def _mutated_run(index: int) -> tuple[str, str | None, list[str]]:
     """(status, error, failing check names) of MUTATIONS[index]'s claim with its bug in.
 
-    Runs in a worker process of its own: the patch stays there."""
+    Runs in a pool worker; the patch is undone before the worker takes the next one."""
     claim_id, _, patch, _ = MUTATIONS[index]
     mp = pytest.MonkeyPatch()
     try:
@@ -160,19 +160,19 @@ def _mutated_run(index: int) -> tuple[str, str | None, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def mutated_runs() -> dict[int, tuple[str, str | None, list[str]]]:
-    """Every mutation's run, on a process pool of every core (they are independent)."""
+def mutated_runs() -> list[tuple[str, str | None, list[str]]]:
+    """Every mutation's run, in MUTATIONS order, on a process pool of every core (they are
+    independent)."""
     pool = process_pool(available_cores())
     try:
-        return dict(zip(range(len(MUTATIONS)), pool.map(_mutated_run, range(len(MUTATIONS))),
-                        strict=True))
+        return list(pool.map(_mutated_run, range(len(MUTATIONS))))
     finally:
         pool.shutdown()
 
 
 @pytest.mark.parametrize("index", range(len(MUTATIONS)),
                          ids=[f"{m[0]}: {m[1]}" for m in MUTATIONS])
-def test_mutation_is_caught(index: int, mutated_runs: dict[int, tuple[str, str | None, list[str]]]
+def test_mutation_is_caught(index: int, mutated_runs: list[tuple[str, str | None, list[str]]]
                             ) -> None:
     claim_id, mutation, _, expected = MUTATIONS[index]
     status, error, failing = mutated_runs[index]
