@@ -136,11 +136,17 @@ def test_the_accuracy_checks_catch_a_coarser_rule(monkeypatch, mutation):
             test_typical_range_to_1e_14_relative(kind)
 
 
-def test_a_row_does_not_depend_on_its_batch():
-    """Same inputs, same bits, whatever else shares the call (sweeps chunk configurations)."""
-    m = np.array([0.3, -2.0, 7.5, 40.0])
-    s = np.array([0.5, 3.0, 12.0, 200.0])
-    together = log_gaussian_expectation("sigmoid", m, s)
-    alone = np.array([log_gaussian_expectation("sigmoid", m[i:i + 1], s[i:i + 1])[0]
+@pytest.mark.parametrize("kind", sorted(INTEGRANDS))
+def test_a_row_does_not_depend_on_its_batch(kind):
+    """Same inputs, same bits, whatever else shares the call (sweeps chunk configurations, and
+    the population engine stacks several expectations into one call). The rows differ in
+    their number of halvings for the mode (s), of panels (m near or far from the kink), and
+    include a point mass and an infinite mean."""
+    m = np.array([0.3, -2.0, 7.5, 40.0, 1.0, -25.0, 0.0, 2.0, np.inf])
+    s = np.array([0.5, 3.0, 12.0, 200.0, 0.01, 9.0, 1e-5, 0.0, 1.0])
+    together = log_gaussian_expectation(kind, m, s)
+    alone = np.array([log_gaussian_expectation(kind, m[i:i + 1], s[i:i + 1])[0]
                       for i in range(len(m))])
     np.testing.assert_array_equal(together, alone)
+    pairs = log_gaussian_expectation(kind, np.stack([m, -m]), s)  # as the engine stacks them
+    np.testing.assert_array_equal(pairs[0], together)

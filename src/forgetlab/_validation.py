@@ -78,16 +78,15 @@ def as_finite(
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number or an array of numbers, got {value!r}") from None
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite (no NaN or inf)")
-    ok = np.ones(arr.shape, dtype=bool)
-    if low is not None:
-        ok &= arr > low if open_low else arr >= low
+    outside = np.zeros(arr.shape, dtype=bool) if low is None else (
+        arr <= low if open_low else arr < low)
     if high is not None:
-        ok &= arr < high if open_high else arr <= high
-    if not np.all(ok):
+        outside |= arr >= high if open_high else arr > high
+    if outside.any():
         raise ValueError(f"{name} must lie in {interval(low, high, open_low, open_high)}, "
-                         f"got {arr[~ok].ravel()[0]:g}")
+                         f"got {arr[outside].ravel()[0]:g}")
     return arr
 
 

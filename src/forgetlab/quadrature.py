@@ -72,6 +72,8 @@ _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(16)
 _CHUNK = 1024  # configurations per vectorised block (its temporaries stay in cache)
 _T_STAR_TOL = 0.05  # bisection tolerance for the mode t* (its error only widens the interval)
 _TANGENT_STEPS = 2  # tangent steps for each end of the interval
+_START_STEPS = np.array([[-1.0], [1.0]])  # the tangent steps start at t* -+ 1 ...
+_LIMIT_STEPS = np.array([[-_HALF_WIDTH], [_HALF_WIDTH]])  # ... and stop at t* -+ sqrt(2 drop)
 
 
 def _log1p_exp_neg_abs(u: Array) -> Array:
@@ -153,18 +155,23 @@ def _bisect(fun: Callable[[Array], Array], lo: Array, hi: Array,
             iters: Array) -> tuple[Array, Array]:
     """Bracket [lo, hi] of the sign change of a function that is positive at lo, <= 0 at hi,
     after ``iters[i]`` halvings of row i (a row's result does not depend on its batch)."""
+    every_row = int(np.min(iters, initial=0))  # halvings that every row takes
     for k in range(int(np.max(iters, initial=0))):
         mid = 0.5 * (lo + hi)
-        active = k < iters
         pos = fun(mid) > 0
-        lo = np.where(active & pos, mid, lo)
-        hi = np.where(active & ~pos, mid, hi)
+        if k < every_row:
+            lo, hi = np.where(pos, mid, lo), np.where(pos, hi, mid)
+        else:
+            active = k < iters
+            lo = np.where(active & pos, mid, lo)
+            hi = np.where(active & ~pos, mid, hi)
     return lo, hi
 
 
-def _outer_end(g: Callable[[Array], Array], dg: Callable[[Array], Array], level: Array,
-               start: Array, limit: Array) -> Array:
-    """A point beyond which g < ``level`` on the side of ``limit``, for concave g.
+def _outer_ends(g: Callable[[Array], Array], dg: Callable[[Array], Array], level: Array,
+                start: Array, limit: Array) -> Array:
+    """Points beyond which g < ``level`` on the side of ``limit``, for concave g (elementwise,
+    so both ends of every row's interval are found together).
 
     g lies below each tangent, so the tangent's crossing of ``level`` is always on the far
     side of g's: two tangent (Newton) steps give a valid, nearly tight end; concavity also
@@ -172,13 +179,13 @@ def _outer_end(g: Callable[[Array], Array], dg: Callable[[Array], Array], level:
     """
     t = start
     side = np.sign(limit - start)
-    for _ in range(_TANGENT_STEPS):
-        slope = dg(t)
-        with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for _ in range(_TANGENT_STEPS):
+            slope = dg(t)
             step = (level - g(t)) / slope
-        # a usable tangent points away from the mode (slope of the opposite sign to the side)
-        ok = np.isfinite(step) & (slope * side < 0)
-        t = np.where(ok, t + step, limit)
+            # a usable tangent points away from the mode (slope of the opposite sign to the side)
+            ok = np.isfinite(step) & (slope * side < 0)
+            t = np.where(ok, t + step, limit)
     return np.where(side * (t - limit) < 0, t, limit)
 
 
@@ -196,8 +203,9 @@ def _panel_sums(spec: _Integrand, m: Array, s: Array, breaks: Array) -> Array:
     count = keep.sum(axis=1)
     nodes = 0.5 * (_NODES + 1.0)
     out = np.empty(len(m))
-    for k in np.unique(count):
-        rows = np.flatnonzero(count == k)
+    same = bool(np.all(count == count[0]))  # usual for one configuration: no row selection
+    for k in (count[:1] if same else np.unique(count)):
+        rows = slice(None) if same else np.flatnonzero(count == k)
         sel = keep[rows] if k < keep.shape[1] else None
         lo = a[rows] if sel is None else a[rows][sel].reshape(-1, k)
         width = (b[rows] if sel is None else b[rows][sel].reshape(-1, k)) - lo
@@ -207,7 +215,7 @@ def _panel_sums(spec: _Integrand, m: Array, s: Array, breaks: Array) -> Array:
         t *= t
         t *= 0.5
         g -= t
-        top = np.max(g, axis=(1, 2))
+        top = g.max(axis=(1, 2))
         g -= top[:, None, None]
         np.exp(g, out=g)
         if spec.split is not None:  # the factor h(u), after the exp
@@ -220,7 +228,7 @@ def _panel_sums(spec: _Integrand, m: Array, s: Array, breaks: Array) -> Array:
 def _log_expect_block(spec: _Integrand, m: Array, s: Array) -> Array:
     """log E[f(m + s t)], t ~ N(0, 1), for finite 1-D arrays m, s > 0 of equal length."""
 
-    def g(t: Array) -> Array:
+    def g(t: Array) -> Array:  # t: [n] or [2, n] (both ends of each row's interval)
         return spec.log_f(m + s * t) - 0.5 * t * t
 
     def dg(t: Array) -> Array:
@@ -232,15 +240,15 @@ def _log_expect_block(spec: _Integrand, m: Array, s: Array) -> Array:
     t_lo, t_hi = _bisect(dg, s * lo - 1e-9, s * hi + 1e-9, iters)
     t_star = 0.5 * (t_lo + t_hi)
     level = g(t_star) - _DROP  # g(t*) <= max g: any error only widens the interval
-    t_left = _outer_end(g, dg, level, t_star - 1.0, t_star - _HALF_WIDTH)
-    t_right = _outer_end(g, dg, level, t_star + 1.0, t_star + _HALF_WIDTH)
-    left, right = t_left[:, None], t_right[:, None]
-    uniform = left + (right - left) * np.linspace(0.0, 1.0, _N_UNIFORM + 1)
+    ends = _outer_ends(g, dg, level, t_star + _START_STEPS, t_star + _LIMIT_STEPS)
+    left, right = ends[0][:, None], ends[1][:, None]
+    m_col, s_col = m[:, None], s[:, None]
+    uniform = left + (right - left) * (np.arange(_N_UNIFORM + 1) / _N_UNIFORM)
     offsets = np.concatenate([_KINK_OFFSETS, -_KINK_OFFSETS])
-    kink = (offsets - m[:, None]) / s[:, None]
+    kink = (offsets - m_col) / s_col
     # a kink point at |u| >= 2 W (W: a uniform panel's width in u) splits no panel that is
     # not already short enough (centre distance / half-width >= 2 > 5/3, the [r, 4r] ratio)
-    far = np.abs(offsets) >= 2.0 * s[:, None] * (right - left) / _N_UNIFORM
+    far = np.abs(offsets) >= 2.0 * s_col * (right - left) / _N_UNIFORM
     kink = np.where(far, left, kink)
     breaks = np.sort(np.concatenate([uniform, np.clip(kink, left, right)], axis=1), axis=1)
     return _panel_sums(spec, m, s, breaks) - _LOG_SQRT_2PI
@@ -256,16 +264,18 @@ def log_gaussian_expectation(kind: str, mean: ArrayLike, std: ArrayLike) -> Arra
         raise ValueError(f"kind must be one of {sorted(INTEGRANDS)}, got {kind!r}")
     spec = INTEGRANDS[kind]
     m = np.asarray(mean, dtype=float)
-    if np.any(np.isnan(m)):
+    if np.isnan(m).any():
         raise ValueError("mean must not be NaN")
     s = as_finite(std, "std", low=0.0)
-    m, s = np.broadcast_arrays(m, s)
+    if m.shape != s.shape:
+        m, s = np.broadcast_arrays(m, s)
     shape = m.shape
     m_flat, s_flat = m.ravel(), s.ravel()
     finite = np.isfinite(m_flat)
-    out = np.where(m_flat > 0, spec.limits[1], spec.limits[0]).astype(float)
+    out = np.where(m_flat > 0, spec.limits[1], spec.limits[0])
     point = finite & (s_flat == 0.0)  # a point mass: E[f] = f(m)
-    out[point] = spec.log_f(m_flat[point])
+    if point.any():
+        out[point] = spec.log_f(m_flat[point])
     idx = np.flatnonzero(finite & ~point)
     for start in range(0, idx.size, _CHUNK):
         sel = idx[start:start + _CHUNK]
