@@ -84,15 +84,14 @@ def _u_mean(mix: TwoModeMixture, mu: Array) -> Array:
 
 def _log_density_parts(mix: TwoModeMixture, mu: Array) -> tuple[Array, Array, Array]:
     """Under N(mu, Sigma), mu ``[..., K, d]``: A_mix = l_c + softplus(+-u), with the base c chosen
-    so that the softplus argument has mean -|u(mu)|. Returns (log w_c, m_c, E[softplus])."""
+    so that the softplus argument has mean -|u(mu)|. Returns (log w_c, m_c, -|u(mu)|)."""
     m_u = _u_mean(mix, mu)
     use_new = m_u > 0
     with np.errstate(divide="ignore"):
         log_w = np.where(use_new, np.log1p(-mix.weight_old)[..., None],
                          np.log(mix.weight_old)[..., None])
     base = np.where(use_new[..., None], mix.mean_new[..., None, :], mix.mean_old[..., None, :])
-    tail = np.exp(_log_e("softplus", -np.abs(m_u), mix.separation()[..., None]))
-    return log_w, base, tail
+    return log_w, base, -np.abs(m_u)
 
 
 def _expected_log_ratio(q: TwoModeMixture, p: TwoModeMixture, mu: Array) -> Array:
@@ -100,8 +99,12 @@ def _expected_log_ratio(q: TwoModeMixture, p: TwoModeMixture, mu: Array) -> Arra
 
     = log(w_q / w_p) + (m_q - m_p)^T Sigma^{-1} (mu - (m_q + m_p)/2) + E[sp_q] - E[sp_p].
     """
-    lw_q, base_q, tail_q = _log_density_parts(q, mu)
-    lw_p, base_p, tail_p = _log_density_parts(p, mu)
+    lw_q, base_q, arg_q = _log_density_parts(q, mu)
+    lw_p, base_p, arg_p = _log_density_parts(p, mu)
+    # E[softplus] of both in one call (a row does not depend on its batch)
+    arg_q, arg_p, s_q, s_p = np.broadcast_arrays(arg_q, arg_p, q.separation()[..., None],
+                                                 p.separation()[..., None])
+    tail_q, tail_p = np.exp(_log_e("softplus", np.stack([arg_q, arg_p]), np.stack([s_q, s_p])))
     diff = _prec_rows(q, base_q - base_p)
     lin = np.einsum("...kd,...kd->...k", diff, mu - 0.5 * (base_q + base_p))
     return (lw_q - lw_p) + lin + (tail_q - tail_p)
@@ -175,12 +178,11 @@ def soft_misassignments(learner: TwoModeMixture, target: TwoModeMixture) -> dict
     mu = np.stack([learner.mean_old, learner.mean_new], axis=-2)
     u_p = _u_mean(target, mu)
     dp = target.separation()[..., None]
-    return {
-        "eps_q": np.exp(_log_e("sigmoid", lam - 0.5 * dq**2, dq)),
-        "rho_q": np.exp(_log_e("sigmoid", -lam - 0.5 * dq**2, dq)),
-        "eps_star": np.exp(_log_e("sigmoid", u_p[..., 0], dp[..., 0])),
-        "rho_star": np.exp(_log_e("sigmoid", -u_p[..., 1], dp[..., 0])),
-    }
+    # pairs in one call each (a row does not depend on its batch)
+    eps_q, rho_q = np.exp(_log_e("sigmoid", np.stack([lam - 0.5 * dq**2, -lam - 0.5 * dq**2]), dq))
+    eps_star, rho_star = np.exp(_log_e("sigmoid", np.stack([u_p[..., 0], -u_p[..., 1]]),
+                                       dp[..., 0]))
+    return {"eps_q": eps_q, "rho_q": rho_q, "eps_star": eps_star, "rho_star": rho_star}
 
 
 # -- expected scores and gradients --------------------------------------------------------
@@ -197,8 +199,7 @@ def expected_scores(learner: TwoModeMixture, means: ArrayLike) -> MixtureParams:
         raise ValueError(f"means must have shape [..., K, d={learner.dim}], got {mu.shape}")
     m_u = _u_mean(learner, mu)
     s = learner.separation()[..., None]
-    log_ro = _log_e("sigmoid", -m_u, s)
-    log_rn = _log_e("sigmoid", m_u, s)
+    log_ro, log_rn = _log_e("sigmoid", np.stack([-m_u, m_u]), s)
     slope = np.exp(_log_e("sigmoid_prime", m_u, s))[..., None]
     beta = learner.weight_old[..., None]
     d_beta = np.exp(log_ro - np.log(beta)) - np.exp(log_rn - np.log1p(-beta))
@@ -284,12 +285,11 @@ def fisher_information(learner: TwoModeMixture) -> Array:
     dq = learner.separation()
     dim = learner.dim
     m_o, m_n = lam - 0.5 * dq**2, lam + 0.5 * dq**2  # means of u under phi_o, phi_n
-    eps = np.exp(_log_e("sigmoid", m_o, dq))
-    rho = np.exp(_log_e("sigmoid", -m_n, dq))
-    s_o = np.exp(_log_e("sigmoid_prime", m_o, dq))
-    s_n = np.exp(_log_e("sigmoid_prime", m_n, dq))
-    k_o = np.exp(_log_e("sigmoid_sq_prime", m_o, dq)) - np.exp(_log_e("sigmoid_sq_prime", -m_o, dq))
-    k_n = np.exp(_log_e("sigmoid_sq_prime", m_n, dq)) - np.exp(_log_e("sigmoid_sq_prime", -m_n, dq))
+    eps, rho = np.exp(_log_e("sigmoid", np.stack([m_o, -m_n]), dq))
+    s_o, s_n = np.exp(_log_e("sigmoid_prime", np.stack([m_o, m_n]), dq))
+    k_o_pos, k_o_neg, k_n_pos, k_n_neg = np.exp(
+        _log_e("sigmoid_sq_prime", np.stack([m_o, -m_o, m_n, -m_n]), dq))
+    k_o, k_n = k_o_pos - k_o_neg, k_n_pos - k_n_neg
     prec = learner.precision_times(np.eye(dim))  # Sigma^{-1}, broadcast to the batch
     nu = _nu(learner)
     nn = nu[..., :, None] * nu[..., None, :]
