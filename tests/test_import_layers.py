@@ -9,7 +9,8 @@ from layer i to layer j > i fails. Layers, lowest first:
   0   foundation          ``_validation`` (array, range and pydantic-error checks),
                           ``progress`` (the progress bar), ``parallel`` (threads over
                           independent runs, the core count), ``vocabulary`` (the one table of
-                          method names and knobs that both registries read)
+                          method names and knobs that both registries read), ``seeding``
+                          (many seed-sequence generators from one vectorised hash)
   1   geometry            ``gaussian``, ``mixture``, ``kmixture``: the model objects
   2   config              ``config``: the validated mixture problem; it builds the mixture and
                           checks D(a, b) with the geometry, so it sits on the geometry
@@ -50,7 +51,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: dict[str, int] = {
     "forgetlab._validation": 0, "forgetlab.progress": 0, "forgetlab.parallel": 0,
-    "forgetlab.vocabulary": 0,
+    "forgetlab.vocabulary": 0, "forgetlab.seeding": 0,
     "forgetlab.gaussian": 1, "forgetlab.mixture": 1, "forgetlab.kmixture": 1,
     "forgetlab.config": 2,
     "forgetlab.quadrature": 3, "forgetlab.population": 3, "forgetlab.kpopulation": 3,

@@ -98,6 +98,7 @@ from numpy.typing import NDArray
 
 from forgetlab.gaussian import Factorised
 from forgetlab.mixture import MixtureParams, TwoModeMixture
+from forgetlab.seeding import collector_paused, spawned_generators
 from forgetlab.vocabulary import Knob, validate_knobs
 
 Array = NDArray[np.float64]
@@ -120,19 +121,17 @@ class Streams:
             raise ValueError("entropy and config_ids must have one entry per configuration")
         if int(n_seeds) != n_seeds or n_seeds < 1:
             raise ValueError(f"seeds must be an integer >= 1, got {n_seeds}")
-        self.generators = [
-            [np.random.default_rng(np.random.SeedSequence(int(e), spawn_key=(int(c), s)))
-             for s in range(int(n_seeds))]
-            for e, c in zip(entropy, config_ids, strict=True)
-        ]
+        self.generators = spawned_generators(entropy, [(int(c),) for c in config_ids],
+                                             int(n_seeds))
         self.shape = (len(self.generators), int(n_seeds))
         self._bind()
 
     def _bind(self) -> None:
         """The generators' draw methods in run order (c, s), looked up once."""
         flat = [gen for row in self.generators for gen in row]
-        self._normal = [gen.standard_normal for gen in flat]
-        self._uniform = [gen.random for gen in flat]
+        with collector_paused():  # hundreds of thousands of bound methods, no cycles
+            self._normal = [gen.standard_normal for gen in flat]
+            self._uniform = [gen.random for gen in flat]
 
     def take(self, seeds: slice) -> Streams:
         """The same generators for a slice of the seed axis (they advance together)."""
