@@ -10,10 +10,11 @@ import pytest
 from forgetlab.methods.base import Streams
 from forgetlab.seeding import collector_paused, pcg64_words, spawned_generators
 
-# entropy of one to four 32-bit words (and the edges between), spawn prefixes of zero to two
-# keys, one of them two words long
-ENTROPY = [0, 1, 12345, 2**32 - 1, 2**32, 2**64 + 5, 2**127 + 99, 20260312, 7, 7]
-PREFIXES = [(0,), (0,), (3,), (7,), (1,), (2,), (2**33,), (0,), (), (1, 2)]
+# entropy of one to six 32-bit words (and the edges between; past four words there is no
+# padding and the extra words are mixed in), spawn prefixes of zero to two keys, one of them two
+# words long
+ENTROPY = [0, 1, 12345, 2**32 - 1, 2**32, 2**64 + 5, 2**127 + 99, 20260312, 7, 7, 2**160 + 7]
+PREFIXES = [(0,), (0,), (3,), (7,), (1,), (2,), (2**33,), (0,), (), (1, 2), (4,)]
 
 
 def test_state_words_equal_numpy_seed_sequence():
@@ -48,6 +49,10 @@ def test_streams_follow_their_documented_definition():
 def test_bad_keys_and_the_collector_state():
     with pytest.raises(ValueError, match=">= 0"):
         pcg64_words([-1], [(0,)], 2)
+    with pytest.raises(ValueError, match="count must lie in"):
+        pcg64_words([1], [(0,)], 0)
+    with pytest.raises(TypeError):  # as SeedSequence: no float entropy
+        pcg64_words([2.5], [(0,)], 1)
     with pytest.raises(ValueError, match="PCG64 state"):
         spawned_generators([1], [()], 1)[0][0].bit_generator.seed_seq.generate_state(8)
     assert gc.isenabled()

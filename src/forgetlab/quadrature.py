@@ -72,8 +72,8 @@ _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(16)
 _CHUNK = 1024  # configurations per vectorised block (its temporaries stay in cache)
 _T_STAR_TOL = 0.05  # bisection tolerance for the mode t* (its error only widens the interval)
 _TANGENT_STEPS = 2  # tangent steps for each end of the interval
-_START_STEPS = np.array([[-1.0], [1.0]])  # the tangent steps start at t* -+ 1 ...
-_LIMIT_STEPS = np.array([[-_HALF_WIDTH], [_HALF_WIDTH]])  # ... and stop at t* -+ sqrt(2 drop)
+_START_OFFSETS = np.array([[-1.0], [1.0]])  # the tangent steps start at t* -+ 1 ...
+_LIMIT_OFFSETS = np.array([[-_HALF_WIDTH], [_HALF_WIDTH]])  # ... and stop by t* -+ sqrt(2 drop)
 
 
 def _log1p_exp_neg_abs(u: Array) -> Array:
@@ -240,7 +240,7 @@ def _log_expect_block(spec: _Integrand, m: Array, s: Array) -> Array:
     t_lo, t_hi = _bisect(dg, s * lo - 1e-9, s * hi + 1e-9, iters)
     t_star = 0.5 * (t_lo + t_hi)
     level = g(t_star) - _DROP  # g(t*) <= max g: any error only widens the interval
-    ends = _outer_ends(g, dg, level, t_star + _START_STEPS, t_star + _LIMIT_STEPS)
+    ends = _outer_ends(g, dg, level, t_star + _START_OFFSETS, t_star + _LIMIT_OFFSETS)
     left, right = ends[0][:, None], ends[1][:, None]
     m_col, s_col = m[:, None], s[:, None]
     uniform = left + (right - left) * (np.arange(_N_UNIFORM + 1) / _N_UNIFORM)

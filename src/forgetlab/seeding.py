@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import operator
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -95,13 +96,13 @@ def pcg64_words(entropy: Sequence[int], prefixes: Sequence[tuple[int, ...]],
                 count: int) -> NDArray[np.uint64]:
     """``[C, count, 4]``: entry (c, s) is ``SeedSequence(entropy[c], spawn_key=(*prefixes[c],
     s)).generate_state(4, np.uint64)``; one hash for every key with as many words."""
-    if count > _MASK + 1:  # a spawn index past 2^32 would take two words
-        raise ValueError(f"at most {_MASK + 1} spawn keys, got {count}")
+    if not 0 < count <= _MASK + 1:  # a spawn index past 2^32 would take two words
+        raise ValueError(f"count must lie in [1, {_MASK + 1}], got {count}")
     fixed = []
     for e, prefix in zip(entropy, prefixes, strict=True):
-        run = _words(int(e))
+        run = _words(operator.index(e))
         run += [0] * (_POOL - len(run))  # padded: a spawn key follows
-        fixed.append(run + [w for key in prefix for w in _words(int(key))])
+        fixed.append(run + [w for key in prefix for w in _words(operator.index(key))])
     out = np.empty((len(fixed), count, _PCG64_WORDS // 2), dtype=np.uint64)
     for length in sorted({len(f) for f in fixed}):
         rows = [i for i, f in enumerate(fixed) if len(f) == length]
@@ -133,8 +134,8 @@ def collector_paused() -> Iterator[None]:
     object; building 160,000 generators and their draw methods took 1.4 s with the collector
     running and 0.5 s without."""
     was_enabled = gc.isenabled()
-    gc.disable()
     try:
+        gc.disable()
         yield
     finally:
         if was_enabled:
