@@ -121,8 +121,8 @@ class Streams:
             raise ValueError("entropy and config_ids must have one entry per configuration")
         if int(n_seeds) != n_seeds or n_seeds < 1:
             raise ValueError(f"seeds must be an integer >= 1, got {n_seeds}")
-        self.generators = spawned_generators(entropy, [(int(c),) for c in config_ids],
-                                             int(n_seeds))
+        self.generators = spawned_generators([int(e) for e in entropy],
+                                             [(int(c),) for c in config_ids], int(n_seeds))
         self.shape = (len(self.generators), int(n_seeds))
         self._bind()
 
