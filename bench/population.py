@@ -4,6 +4,8 @@ For 10,000 random configurations (d = 2..10, a random covariance per configurati
 
 - exact: ``reverse_kl_gradient(q, p*)`` and ``forward_kl_gradient(q, p*)`` for the whole batch,
   timed; the time per configuration is the total divided by the number of configurations;
+  and, since a caller with one configuration pays the per-call cost, the same gradients one
+  configuration per call on ``SINGLE`` configurations of every dimension;
 - Monte Carlo: the score-function estimator of the same gradients,
   reverse: mean_i s(x_i) (log q(x_i) - log p*(x_i) - b), x_i ~ q, b the batch mean;
   forward: -mean_i s(x_i), x_i ~ p*;
@@ -36,6 +38,7 @@ DIMS = np.arange(2, 11)
 TARGET = 1e-3
 PILOT = 400  # pilot samples per configuration for the variance estimate
 CHUNK = 500  # configurations per Monte Carlo block (bounds memory)
+SINGLE = 20  # configurations per dimension timed one per call
 
 
 def random_configs(d: int, n: int, rng: np.random.Generator) -> tuple[TwoModeMixture, ...]:
@@ -136,6 +139,11 @@ def main() -> None:
         t0 = time.perf_counter()
         exact = [flat(fn(q, p)) for q, p in batches]
         t_exact = (time.perf_counter() - t0) / N_CONFIGS
+        alone = [(subset(q, [i]), subset(p, [i])) for q, p in batches for i in range(SINGLE)]
+        t0 = time.perf_counter()
+        for q1, p1 in alone:
+            fn(q1, p1)
+        t_single = (time.perf_counter() - t0) / len(alone)
         needed, costs = [], []
         for (q, p), ex in zip(batches, exact, strict=True):
             nd, cost = monte_carlo_cost(q, p, ex, rng, kind)
@@ -156,6 +164,9 @@ def main() -> None:
             errors.append(np.linalg.norm(est - exact[0][i]) / np.linalg.norm(exact[0][i]))
         rows[kind] = {
             "exact_s_per_config": t_exact,
+            "exact_single_s_per_config": t_single,
+            "single_vs_batch": t_single / t_exact,
+            "ratio_single": t_mc / t_single,
             "exact_rel_error": refined_error(fn, q, p, exact[0]),
             "mc_s_per_config": t_mc,
             "ratio": t_mc / t_exact,
@@ -172,6 +183,10 @@ def main() -> None:
         print(f"{kind:9} {row['exact_s_per_config']:12.3e} {row['mc_s_per_config']:10.3e} "
               f"{row['ratio']:9.0f} {row['mc_samples_median']:12.3g} {row['mc_samples_p90']:10.3g} "
               f"{row['mc_check_rel_error']:15.2e} {row['exact_rel_error']:10.1e}")
+    for kind, row in rows.items():
+        print(f"{kind}: one configuration per call, exact {row['exact_single_s_per_config']:.3e} "
+              f"s ({row['single_vs_batch']:.0f}x the batch's cost per configuration), "
+              f"MC/exact {row['ratio_single']:.0f}")
     print("exact err: largest relative difference from a much finer quadrature rule over the "
           f"{len(batches[0][0].weight_old)} configurations with d = {DIMS[0]}; MC err: measured "
           "on 3 configurations run with their N samples")
